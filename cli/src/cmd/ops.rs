@@ -1,0 +1,85 @@
+//! The operations endpoints of a running process: `/livez` (the process answers),
+//! `/readyz` (its dependencies answer) and `/metrics` (Prometheus text format).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+
+/// Readiness of each dependency: `None` when healthy, else why not.
+#[derive(Clone, Default)]
+pub struct Readiness(Arc<RwLock<Vec<(&'static str, Option<String>)>>>);
+
+impl Readiness {
+    pub fn set(&self, dependency: &'static str, problem: Option<String>) {
+        if let Ok(mut deps) = self.0.write() {
+            match deps.iter_mut().find(|d| d.0 == dependency) {
+                Some(d) => d.1 = problem,
+                None => deps.push((dependency, problem)),
+            }
+        }
+    }
+
+    fn report(&self) -> (bool, serde_json::Value) {
+        let deps = self.0.read().map(|d| d.clone()).unwrap_or_default();
+        let ready = !deps.is_empty() && deps.iter().all(|d| d.1.is_none());
+        let detail: serde_json::Map<String, serde_json::Value> = deps
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), json!(v.unwrap_or_else(|| "ok".into()))))
+            .collect();
+        (ready, json!({ "ready": ready, "dependencies": detail }))
+    }
+}
+
+#[derive(Clone)]
+struct OpsState {
+    prometheus: PrometheusHandle,
+    readiness: Readiness,
+}
+
+pub fn router(prometheus: PrometheusHandle, readiness: Readiness) -> Router {
+    Router::new()
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(OpsState {
+            prometheus,
+            readiness,
+        })
+}
+
+async fn readyz(State(s): State<OpsState>) -> (StatusCode, Json<serde_json::Value>) {
+    let (ready, body) = s.readiness.report();
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body))
+}
+
+async fn metrics(State(s): State<OpsState>) -> String {
+    s.prometheus.render()
+}
+
+/// Binds `addr` and serves until `shutdown` resolves.
+pub async fn serve(
+    addr: SocketAddr,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e} (set SHOPSTREAM_HTTP_ADDR)"))?;
+    tracing::info!(%addr, "serving /livez /readyz /metrics");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}

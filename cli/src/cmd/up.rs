@@ -1,0 +1,190 @@
+//! `shopstream up`: everything that exists so far, in one process. Today: the topic
+//! catalogue, the ops endpoints, and the smoke producer/consumer; later issues add the
+//! services, relay, processors, warehouse and ML serving here.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use events::{CATALOGUE, Topic};
+use ingest::smoke::{self, CountingSink};
+use ingest::{ConsumerOptions, DurableConsumer, EventProducer, TopicAdmin, TopicChange};
+use tokio::sync::watch;
+
+use crate::cmd::ops;
+use crate::config::Config;
+use crate::telemetry;
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Smoke events per second (overrides `smoke.rate_per_sec`; 0 disables the smoke flow).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Stop after this many seconds instead of waiting for Ctrl-C.
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<u64>,
+}
+
+fn stopped(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+    async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+async fn wait_for_signal(duration: Option<u64>) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let timer = async {
+        match duration {
+            Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("interrupted, shutting down"),
+        _ = term => tracing::info!("terminated, shutting down"),
+        _ = timer => tracing::info!("duration reached, shutting down"),
+    }
+}
+
+pub async fn run(cfg: &Config, args: UpArgs) -> anyhow::Result<ExitCode> {
+    let prometheus = telemetry::init_metrics()?;
+    let admin = TopicAdmin::new(&cfg.kafka)?;
+    let brokers = admin.broker_count().await?;
+    tracing::info!(
+        brokers = cfg.kafka.brokers,
+        count = brokers,
+        "Kafka reachable"
+    );
+
+    let changes = admin.apply(&cfg.kafka.topic_names().plan()).await?;
+    let created = changes
+        .iter()
+        .filter(|c| c.1 == TopicChange::Created)
+        .count();
+    tracing::info!(topics = changes.len(), created, "topic catalogue applied");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let readiness = ops::Readiness::default();
+    readiness.set("kafka", None);
+    let server = tokio::spawn(ops::serve(
+        cfg.http.addr,
+        ops::router(prometheus, readiness.clone()),
+        stopped(stop_rx.clone()),
+    ));
+
+    // Readiness follows the broker.
+    let probe = {
+        let readiness = readiness.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                let problem = admin.broker_count().await.err().map(|e| e.to_string());
+                readiness.set("kafka", problem);
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => break,
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+            }
+        })
+    };
+
+    let rate = args.rate.unwrap_or(cfg.smoke.rate_per_sec);
+    let produced = Arc::new(AtomicU64::new(0));
+    let consumed = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    if rate > 0.0 {
+        let producer = EventProducer::new(&cfg.kafka)?;
+        let (p, stop) = (produced.clone(), stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            smoke::produce(&producer, rate, &p, stopped(stop))
+                .await
+                .context("smoke producer")
+                .map(|_| String::new())
+        }));
+
+        let names = cfg.kafka.topic_names();
+        let topics: Vec<String> = CATALOGUE
+            .iter()
+            .filter(|s| s.has_dlq)
+            .map(|s| names.name(s.topic))
+            .collect();
+        let consumer = DurableConsumer::new(
+            &cfg.kafka,
+            ConsumerOptions::new(format!("{}shopstream-smoke", names.prefix()), topics),
+        )?;
+        let (c, stop) = (consumed.clone(), stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut sink = CountingSink {
+                total: c,
+                ..CountingSink::default()
+            };
+            consumer
+                .run(&mut sink, stopped(stop))
+                .await
+                .context("smoke consumer")?;
+            Ok(format!("consumed by type: {:?}", sink.by_type))
+        }));
+    }
+    tracing::info!(
+        rate,
+        addr = %cfg.http.addr,
+        orders_topic = cfg.kafka.topic_names().name(Topic::Orders),
+        "platform up; Ctrl-C stops it"
+    );
+
+    let progress = {
+        let (p, c, mut stop) = (produced.clone(), consumed.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => break,
+                    _ = tokio::time::sleep(Duration::from_secs(10)) => {
+                        tracing::info!(produced = p.load(Ordering::Relaxed), consumed = c.load(Ordering::Relaxed), "smoke flow");
+                    }
+                }
+            }
+        })
+    };
+
+    wait_for_signal(args.duration).await;
+    let _ = stop_tx.send(true);
+    let mut failed = false;
+    for t in tasks {
+        match t.await {
+            Ok(Ok(summary)) if !summary.is_empty() => tracing::info!("{summary}"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                failed = true;
+                tracing::error!("{e:#}");
+            }
+            Err(e) => {
+                failed = true;
+                tracing::error!("task panicked: {e}");
+            }
+        }
+    }
+    let _ = progress.await;
+    let _ = probe.await;
+    server.await??;
+    println!(
+        "shopstream stopped: {} smoke events produced, {} consumed",
+        produced.load(Ordering::Relaxed),
+        consumed.load(Ordering::Relaxed)
+    );
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,103 @@
+//! `shopstream`: one binary that runs any part of the platform. It parses the command line,
+//! loads the configuration and wires the library crates together; nothing more.
+
+mod cmd;
+mod config;
+mod telemetry;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, LogFormat};
+
+/// Shopstream: an e-commerce event and analytics platform.
+///
+/// Configuration: defaults work on one machine; override them in a TOML file (`--config`,
+/// or ./shopstream.toml) and with SHOPSTREAM_<SECTION>_<KEY> environment variables, e.g.
+/// SHOPSTREAM_KAFKA_BROKERS=127.0.0.1:9092. See `shopstream config show`.
+#[derive(Debug, Parser)]
+#[command(name = "shopstream", version, propagate_version = true)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "SHOPSTREAM_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log format (overrides `log.format`).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Kafka bootstrap servers (overrides `kafka.brokers`).
+    #[arg(long, global = true, value_name = "HOST:PORT,...")]
+    brokers: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the platform: apply the topic catalogue, serve /livez, /readyz and /metrics,
+    /// and run the live smoke producer and consumer. Needs the local stack
+    /// (`deploy/local/stack.sh up`, or `scripts/up.sh` which does both).
+    Up(cmd::up::UpArgs),
+    /// Kafka topics of the catalogue.
+    #[command(subcommand)]
+    Topics(cmd::topics::TopicsCommand),
+    /// The event contract: types, samples, JSON and Arrow schemas.
+    #[command(subcommand)]
+    Events(cmd::events::EventsCommand),
+    /// Show the effective configuration (secrets hidden).
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the merged configuration as JSON.
+    Show,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut cfg = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(f) = cli.log_format {
+        cfg.log.format = f;
+    }
+    if let Some(b) = cli.brokers {
+        cfg.kafka.brokers = b;
+    }
+    telemetry::init_tracing(&cfg.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Up(args) => cmd::up::run(&cfg, args).await,
+            Command::Topics(c) => cmd::topics::run(&cfg, c).await,
+            Command::Events(c) => cmd::events::run(c),
+            Command::Config(ConfigCommand::Show) => {
+                println!("{}", serde_json::to_string_pretty(&cfg.redacted())?);
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
