@@ -107,15 +107,15 @@ fn env_keys() -> HashSet<String> {
 impl Config {
     /// Loads the layers below the flags. `file` is an explicit path (must exist) or, when
     /// absent, `./shopstream.toml` if present.
-    pub fn load(file: Option<&Path>) -> Result<Config, figment::Error> {
+    pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         match file {
             Some(path) => {
                 if !path.exists() {
-                    return Err(figment::Error::from(format!(
+                    return Err(Box::new(figment::Error::from(format!(
                         "config file {} does not exist",
                         path.display()
-                    )));
+                    ))));
                 }
                 fig = fig.merge(Toml::file(path));
             }
@@ -127,7 +127,7 @@ impl Config {
                 .filter(move |k| keys.contains(&k.as_str().to_ascii_lowercase()))
                 .map(|k| k.as_str().replacen('_', ".", 1).into()),
         );
-        fig.extract()
+        fig.extract().map_err(Box::new)
     }
 
     /// The config as JSON with the database password hidden.
@@ -148,6 +148,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure type, not ours
     fn layers_apply_in_order_and_unknown_keys_are_rejected() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
@@ -156,7 +157,7 @@ mod tests {
             )?;
             jail.set_env("SHOPSTREAM_KAFKA_BROKERS", "env:9092");
             jail.set_env("SHOPSTREAM_STATE", "/ignored/not/a/config/key");
-            let c = Config::load(Some(Path::new("shop.toml")))?;
+            let c = Config::load(Some(Path::new("shop.toml"))).map_err(|e| *e)?;
             assert_eq!(c.kafka.brokers, "env:9092");
             assert_eq!(c.kafka.client_id, "from-file");
             assert_eq!(c.smoke.rate_per_sec, 1.5);

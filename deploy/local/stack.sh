@@ -61,21 +61,28 @@ pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-stop_pid() { # pidfile name
-  local pidfile=$1 name=$2 pid i
-  if ! pid_alive "$pidfile"; then rm -f "$pidfile"; return 0; fi
-  pid=$(cat "$pidfile")
-  log "stopping $name (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
+stop_pids() { # pidfile... : SIGTERM all at once (a quorum shuts down together), then wait
+  local f pid i alive pids=()
+  for f in "$@"; do
+    if pid_alive "$f"; then
+      pid=$(cat "$f"); pids+=("$pid")
+      log "stopping pid $pid ($f)"
+      kill -TERM "$pid" 2>/dev/null || true
+    fi
+  done
   for i in $(seq 1 60); do
-    kill -0 "$pid" 2>/dev/null || break
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break
     sleep 0.5
   done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "$name did not stop in 30 s, killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$pidfile"
+  for pid in "${pids[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      log "pid $pid did not stop in 30 s, killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
+  rm -f "$@"
 }
 
 # ---------------------------------------------------------------- kafka
@@ -283,11 +290,10 @@ up() {
 }
 
 down() {
-  local n
   if [ "$CLUSTER" = 1 ]; then
-    for n in 1 2 3; do stop_pid "$(cluster_dir "$n")/kafka.pid" "cluster node $n"; done
+    stop_pids "$(cluster_dir 1)/kafka.pid" "$(cluster_dir 2)/kafka.pid" "$(cluster_dir 3)/kafka.pid"
   else
-    stop_pid "$(single_dir)/kafka.pid" kafka
+    stop_pids "$(single_dir)/kafka.pid"
     pg_down
   fi
 }

@@ -12,9 +12,12 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
-/// Readiness of each dependency: `None` when healthy, else why not.
+/// One dependency's state: `None` when healthy, else why not.
+type DependencyState = (&'static str, Option<String>);
+
+/// Readiness of each dependency, shared between probes and `/readyz`.
 #[derive(Clone, Default)]
-pub struct Readiness(Arc<RwLock<Vec<(&'static str, Option<String>)>>>);
+pub struct Readiness(Arc<RwLock<Vec<DependencyState>>>);
 
 impl Readiness {
     pub fn set(&self, dependency: &'static str, problem: Option<String>) {

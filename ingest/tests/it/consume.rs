@@ -55,6 +55,7 @@ async fn a_group_resumes_from_its_committed_offsets_after_a_restart() {
     let mut want: Vec<_> = sent.iter().map(|e| e.id).collect();
     want.sort();
     assert_eq!(ids, want);
+    k.cleanup().await;
 }
 
 #[tokio::test]
@@ -82,4 +83,5 @@ async fn a_failed_sink_commits_nothing_and_the_batch_comes_back() {
     let mut sink = VecSink::default();
     drain(&consumer, &mut sink, 5).await;
     assert_eq!(sink.records.len(), 5);
+    k.cleanup().await;
 }

@@ -142,4 +142,5 @@ async fn malformed_records_go_to_the_dlq_and_the_consumer_keeps_going() {
         Some(&b"hello"[..]),
         "original payload kept"
     );
+    k.cleanup().await;
 }

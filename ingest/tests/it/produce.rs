@@ -42,6 +42,7 @@ async fn every_event_type_round_trips_through_the_broker_with_headers() {
         assert_eq!(got.topic, k.topic(s.topic()));
         assert_eq!(got.key.as_deref(), Some(s.key().as_bytes()));
     }
+    k.cleanup().await;
 }
 
 #[tokio::test]
@@ -93,6 +94,7 @@ async fn records_carry_ce_headers_readable_by_any_client() {
     assert_eq!(value["customer_id"].as_str(), Some(env.key().as_str()));
     assert_eq!(value["total"]["amount_minor"], 2294);
     assert_eq!(msg.key(), Some(env.key().as_bytes()));
+    k.cleanup().await;
 }
 
 #[tokio::test]
@@ -120,4 +122,5 @@ async fn events_of_one_key_keep_their_order() {
     let got: Vec<_> = sink.records.iter().map(|r| r.envelope.id).collect();
     let want: Vec<_> = sent.iter().map(|e| e.id).collect();
     assert_eq!(got, want);
+    k.cleanup().await;
 }

@@ -32,6 +32,14 @@ impl TestKafka {
         self.names.name(t)
     }
 
+    /// Deletes this test's topics (a failed test leaves them for inspection).
+    pub async fn cleanup(self) {
+        let names: Vec<String> = self.names.plan().into_iter().map(|p| p.name).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let admin = TopicAdmin::new(&self.cfg).expect("admin client");
+        admin.delete(&refs).await.expect("delete test topics");
+    }
+
     pub fn group(&self, name: &str) -> String {
         format!("{}{name}", self.names.prefix())
     }

@@ -25,6 +25,7 @@ async fn apply_creates_every_catalogue_topic_and_is_idempotent() {
     for (name, change) in again {
         assert_eq!(change, TopicChange::Unchanged, "{name}");
     }
+    k.cleanup().await;
 }
 
 #[tokio::test]
@@ -70,4 +71,5 @@ async fn apply_raises_partitions_and_repairs_configs() {
             .all(|(n, c)| n == &name || c == &TopicChange::Unchanged),
         "{changes:?}"
     );
+    k.cleanup().await;
 }
