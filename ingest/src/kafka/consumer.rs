@@ -125,14 +125,27 @@ impl DurableConsumer {
         &self.opts
     }
 
+    /// The next message before `until`. librdkafka reports transient conditions (a topic
+    /// whose metadata has not propagated yet, a broker restarting) as consume errors and
+    /// recovers by itself, so only fatal errors end the consumer; the rest are logged.
     async fn next_message(&self, until: Instant) -> Result<Option<OwnedMessage>, KafkaError> {
-        match tokio::time::timeout_at(until, self.consumer.recv()).await {
-            Err(_) => Ok(None),
-            Ok(Ok(m)) => Ok(Some(m.detach())),
-            Ok(Err(source)) => Err(KafkaError::Consume {
-                topics: self.opts.topics.clone(),
-                source,
-            }),
+        loop {
+            match tokio::time::timeout_at(until, self.consumer.recv()).await {
+                Err(_) => return Ok(None),
+                Ok(Ok(m)) => return Ok(Some(m.detach())),
+                Ok(Err(source @ rdkafka::error::KafkaError::MessageConsumptionFatal(_))) => {
+                    return Err(KafkaError::Consume {
+                        topics: self.opts.topics.clone(),
+                        source,
+                    });
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(group = %self.opts.group_id, error = %e, "transient consume error, continuing");
+                    metrics::counter!("shopstream_kafka_consume_errors_total", "group" => self.opts.group_id.clone())
+                        .increment(1);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
         }
     }
 
