@@ -92,7 +92,7 @@ fetch_kafka() {
   local tmp=$LIBS.tmp
   rm -rf "$tmp"
   mkdir -p "$tmp"
-  mvn -q -B -f "$HERE/kafka/pom.xml" dependency:copy-dependencies \
+  mvn -q -B -Dstyle.color=never -f "$HERE/kafka/pom.xml" dependency:copy-dependencies \
       -Dkafka.version="$KAFKA_VERSION" -DincludeScope=runtime -DoutputDirectory="$tmp" \
     || die "mvn could not fetch the Kafka jars (see the output above)"
   ls "$tmp"/kafka_2.13-"$KAFKA_VERSION".jar >/dev/null || die "kafka_2.13-$KAFKA_VERSION.jar missing after fetch"

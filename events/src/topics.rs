@@ -287,6 +287,24 @@ pub const DLQ_PARTITIONS: i32 = 3;
 pub const DLQ_RETENTION: Retention = Days(30);
 
 impl Topic {
+    /// Every topic, in catalogue order.
+    pub const ALL: [Topic; 14] = [
+        Topic::Users,
+        Topic::Catalog,
+        Topic::Clickstream,
+        Topic::Carts,
+        Topic::Orders,
+        Topic::Inventory,
+        Topic::Payments,
+        Topic::Shipments,
+        Topic::Reviews,
+        Topic::FraudAlerts,
+        Topic::Anomalies,
+        Topic::FraudRules,
+        Topic::Metrics,
+        Topic::LateEvents,
+    ];
+
     pub fn spec(self) -> &'static TopicSpec {
         CATALOGUE
             .iter()
@@ -373,6 +391,19 @@ impl TopicNames {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_topic_has_exactly_one_catalogue_entry() {
+        assert_eq!(CATALOGUE.len(), Topic::ALL.len());
+        for t in Topic::ALL {
+            assert_eq!(
+                CATALOGUE.iter().filter(|s| s.topic == t).count(),
+                1,
+                "{t:?}"
+            );
+            assert_eq!(t.spec().topic, t);
+        }
+    }
 
     #[test]
     fn catalogue_names_are_unique_and_valid_kafka_names() {

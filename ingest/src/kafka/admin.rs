@@ -41,6 +41,14 @@ pub struct TopicAdmin {
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
+fn admin_err(operation: &'static str, topic: &str, reason: impl ToString) -> KafkaError {
+    KafkaError::Admin {
+        operation,
+        topic: topic.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
 impl TopicAdmin {
     pub fn new(cfg: &KafkaConfig) -> Result<Self, KafkaError> {
         let client = cfg
@@ -82,11 +90,7 @@ impl TopicAdmin {
                 .collect())
         })
         .await
-        .map_err(|e| KafkaError::Admin {
-            operation: "metadata",
-            topic: "*".into(),
-            reason: e.to_string(),
-        })?
+        .map_err(|e| admin_err("metadata", "*", e))?
     }
 
     /// Number of brokers in the cluster.
@@ -101,11 +105,7 @@ impl TopicAdmin {
                 .map_err(|source| KafkaError::Unreachable { brokers, source })
         })
         .await
-        .map_err(|e| KafkaError::Admin {
-            operation: "metadata",
-            topic: "*".into(),
-            reason: e.to_string(),
-        })?
+        .map_err(|e| admin_err("metadata", "*", e))?
     }
 
     /// Current values of the given config keys of a topic.
@@ -119,18 +119,10 @@ impl TopicAdmin {
             .client
             .describe_configs([&spec], &Self::opts())
             .await
-            .map_err(|e| KafkaError::Admin {
-                operation: "describe configs",
-                topic: topic.to_owned(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| admin_err("describe configs", topic, e))?;
         let mut out = HashMap::new();
         for r in results {
-            let resource = r.map_err(|code| KafkaError::Admin {
-                operation: "describe configs",
-                topic: topic.to_owned(),
-                reason: code.to_string(),
-            })?;
+            let resource = r.map_err(|code| admin_err("describe configs", topic, code))?;
             for e in resource.entries {
                 if keys.contains(&e.name.as_str()) {
                     out.insert(e.name, e.value);
@@ -170,11 +162,7 @@ impl TopicAdmin {
                 .client
                 .create_topics(new_topics.iter(), &Self::opts())
                 .await
-                .map_err(|e| KafkaError::Admin {
-                    operation: "create",
-                    topic: "*".into(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(|e| admin_err("create", "*", e))?;
             for r in results {
                 match r {
                     Ok(name) => changes.push((name, TopicChange::Created)),
@@ -183,11 +171,7 @@ impl TopicAdmin {
                         changes.push((name, TopicChange::Unchanged))
                     }
                     Err((name, code)) => {
-                        return Err(KafkaError::Admin {
-                            operation: "create",
-                            topic: name,
-                            reason: code.to_string(),
-                        });
+                        return Err(admin_err("create", &name, code));
                     }
                 }
             }
@@ -204,17 +188,9 @@ impl TopicAdmin {
                     .client
                     .create_partitions([&np], &Self::opts())
                     .await
-                    .map_err(|e| KafkaError::Admin {
-                        operation: "add partitions",
-                        topic: plan.name.clone(),
-                        reason: e.to_string(),
-                    })?;
+                    .map_err(|e| admin_err("add partitions", &plan.name, e))?;
                 for r in results {
-                    r.map_err(|(name, code)| KafkaError::Admin {
-                        operation: "add partitions",
-                        topic: name,
-                        reason: code.to_string(),
-                    })?;
+                    r.map_err(|(name, code)| admin_err("add partitions", &name, code))?;
                 }
                 change = TopicChange::PartitionsIncreased {
                     from: actual,
@@ -241,17 +217,9 @@ impl TopicAdmin {
                     .client
                     .alter_configs([&alter], &Self::opts())
                     .await
-                    .map_err(|e| KafkaError::Admin {
-                        operation: "alter configs",
-                        topic: plan.name.clone(),
-                        reason: e.to_string(),
-                    })?;
+                    .map_err(|e| admin_err("alter configs", &plan.name, e))?;
                 for r in results {
-                    r.map_err(|(_, code)| KafkaError::Admin {
-                        operation: "alter configs",
-                        topic: plan.name.clone(),
-                        reason: code.to_string(),
-                    })?;
+                    r.map_err(|(_, code)| admin_err("alter configs", &plan.name, code))?;
                 }
                 if change == TopicChange::Unchanged {
                     change = TopicChange::ConfigsUpdated(differing);
@@ -264,14 +232,14 @@ impl TopicAdmin {
 
     /// Deletes topics (tests clean up their private topics with this).
     pub async fn delete(&self, names: &[&str]) -> Result<(), KafkaError> {
-        self.client
+        let results = self
+            .client
             .delete_topics(names, &Self::opts())
             .await
-            .map_err(|e| KafkaError::Admin {
-                operation: "delete",
-                topic: names.join(","),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| admin_err("delete", &names.join(","), e))?;
+        for r in results {
+            r.map_err(|(name, code)| admin_err("delete", &name, code))?;
+        }
         Ok(())
     }
 }
