@@ -9,4 +9,5 @@ ensure_build_deps
 deploy/local/stack.sh up
 deploy/local/stack.sh up --cluster
 eval "$(deploy/local/stack.sh env)"
+export DATABASE_URL=$SHOPSTREAM_DATABASE_URL  # #[sqlx::test] makes a database per test from it
 cargo test --workspace --locked "$@"

@@ -5,6 +5,7 @@
 mod cluster;
 mod consume;
 mod dlq;
+mod outbox;
 mod produce;
 mod support;
 mod topics;

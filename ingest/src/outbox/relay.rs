@@ -1,0 +1,170 @@
+//! The outbox relay: one leader at a time (a PostgreSQL advisory lock) reads pending rows in
+//! `seq` order, publishes them with the idempotent producer, waits for every acknowledgement
+//! and only then marks them published. Per-aggregate order holds because an aggregate's
+//! rows are written under its row lock (so their seqs follow commit order) and the leader
+//! publishes in seq order with one idempotent producer.
+
+use std::future::Future;
+use std::time::Duration;
+
+use events::{Topic, TopicNames};
+use rdkafka::message::{Header, OwnedHeaders};
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres, Row};
+
+use crate::kafka::EventProducer;
+use crate::outbox::store::OutboxError;
+
+/// Advisory lock key of the relay leader ("shopstream-outbox" folded into an i64).
+const LEADER_LOCK: i64 = 0x5348_4f50_4f55_5442;
+
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Rows per batch.
+    pub batch: i64,
+    /// Pause when nothing is pending.
+    pub idle: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            batch: 1000,
+            idle: Duration::from_millis(20),
+        }
+    }
+}
+
+/// Rows published to Kafka but not yet marked: the crash window.
+#[derive(Debug, Default)]
+pub struct Published {
+    pub seqs: Vec<i64>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RelayStats {
+    pub published: u64,
+    pub batches: u64,
+}
+
+pub struct Relay {
+    pool: PgPool,
+    producer: EventProducer,
+    names: TopicNames,
+    cfg: RelayConfig,
+}
+
+impl Relay {
+    pub fn new(pool: PgPool, producer: EventProducer, cfg: RelayConfig) -> Self {
+        let names = producer.topic_names().clone();
+        Relay {
+            pool,
+            producer,
+            names,
+            cfg,
+        }
+    }
+
+    /// Waits until this relay holds the leader lock; the lock lives as long as the returned
+    /// connection (a crashed leader's session ends and frees it).
+    pub async fn acquire_leadership(&self) -> Result<PoolConnection<Postgres>, OutboxError> {
+        let mut conn = self.pool.acquire().await?;
+        loop {
+            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(LEADER_LOCK)
+                .fetch_one(&mut *conn)
+                .await?;
+            if got {
+                tracing::info!("outbox relay is the leader");
+                return Ok(conn);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Publishes the next batch of pending rows and waits for Kafka to acknowledge all of
+    /// them. Does not mark them: call [`Relay::mark`] next.
+    pub async fn publish_pending(&self) -> Result<Published, OutboxError> {
+        let rows = sqlx::query(
+            "SELECT seq, topic, key, headers, payload FROM outbox.events
+             WHERE published_at IS NULL ORDER BY seq LIMIT $1",
+        )
+        .bind(self.cfg.batch)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut records = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let seq: i64 = row.try_get("seq")?;
+            let base: String = row.try_get("topic")?;
+            let topic = self.topic_name(seq, &base)?;
+            let key: String = row.try_get("key")?;
+            let headers: sqlx::types::Json<Vec<[String; 2]>> = row.try_get("headers")?;
+            let payload: Vec<u8> = row.try_get("payload")?;
+            records.push((seq, topic, key, headers.0, payload));
+        }
+        let sends = records.iter().map(|(_, topic, key, headers, payload)| {
+            let h = headers.iter().fold(OwnedHeaders::new(), |h, [k, v]| {
+                h.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                })
+            });
+            self.producer
+                .send_raw(topic, Some(key.as_bytes()), Some(payload), h)
+        });
+        for r in futures::future::join_all(sends).await {
+            r?;
+        }
+        Ok(Published {
+            seqs: records.into_iter().map(|r| r.0).collect(),
+        })
+    }
+
+    fn topic_name(&self, seq: i64, base: &str) -> Result<String, OutboxError> {
+        Topic::ALL
+            .iter()
+            .find(|t| t.base_name() == base)
+            .map(|t| self.names.name(*t))
+            .ok_or_else(|| OutboxError::BadRow {
+                seq,
+                reason: format!("unknown topic {base:?}"),
+            })
+    }
+
+    /// Marks published rows.
+    pub async fn mark(&self, published: &Published) -> Result<(), OutboxError> {
+        if published.seqs.is_empty() {
+            return Ok(());
+        }
+        sqlx::query("UPDATE outbox.events SET published_at = now() WHERE seq = ANY($1)")
+            .bind(&published.seqs)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Leads (after waiting for the lock) and relays until `shutdown` resolves; the batch
+    /// in hand is finished and marked first.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<RelayStats, OutboxError> {
+        use futures::FutureExt;
+        tokio::pin!(shutdown);
+        let mut stats = RelayStats::default();
+        let _leader = tokio::select! {
+            _ = &mut shutdown => return Ok(stats),
+            conn = self.acquire_leadership() => conn?,
+        };
+        while (&mut shutdown).now_or_never().is_none() {
+            let published = self.publish_pending().await?;
+            self.mark(&published).await?;
+            if published.seqs.is_empty() {
+                tokio::time::sleep(self.cfg.idle).await;
+            } else {
+                stats.batches += 1;
+                stats.published += published.seqs.len() as u64;
+                metrics::counter!("shopstream_outbox_published_total")
+                    .increment(published.seqs.len() as u64);
+            }
+        }
+        Ok(stats)
+    }
+}

@@ -1,0 +1,161 @@
+//! The transactional outbox against real PostgreSQL (a database per test) and Kafka.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use events::{Envelope, Event, Topic, samples};
+use ingest::outbox::{Relay, RelayConfig, enqueue, migrator, pending_count};
+use ingest::{ConsumerOptions, DurableConsumer, EventProducer};
+use sqlx::PgPool;
+
+use crate::support::{TestKafka, VecSink, drain};
+
+async fn setup(pool: &PgPool) {
+    migrator().run(pool).await.expect("outbox migrations");
+}
+
+/// Order events of `n` customers, `per` each, written one transaction per event.
+async fn write_orders(pool: &PgPool, customers: usize, per: usize) -> Vec<Envelope> {
+    let Event::OrderPlaced(base) = samples()[10].clone() else {
+        unreachable!()
+    };
+    let mut written = Vec::new();
+    for _ in 0..per {
+        for c in 0..customers {
+            let mut e = base.clone();
+            e.customer_id = uuid::Uuid::from_u128(c as u128 + 1);
+            e.order_id = uuid::Uuid::now_v7();
+            let env = Envelope::new("/shopstream/orders", e);
+            let mut tx = pool.begin().await.unwrap();
+            enqueue(&mut tx, &env).await.unwrap();
+            tx.commit().await.unwrap();
+            written.push(env);
+        }
+    }
+    written
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_event_exists_exactly_when_its_transaction_commits(pool: PgPool) {
+    setup(&pool).await;
+    let env = Envelope::new("/it", samples()[0].clone());
+    let mut tx = pool.begin().await.unwrap();
+    enqueue(&mut tx, &env).await.unwrap();
+    tx.rollback().await.unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    assert_eq!(pending_count(&mut conn).await.unwrap(), 0);
+
+    let mut tx = pool.begin().await.unwrap();
+    enqueue(&mut tx, &env).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(pending_count(&mut conn).await.unwrap(), 1);
+    // The same event id twice is refused: an event is written once.
+    let mut tx = pool.begin().await.unwrap();
+    assert!(enqueue(&mut tx, &env).await.is_err());
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_relay_killed_between_publish_and_mark_loses_nothing(pool: PgPool) {
+    setup(&pool).await;
+    let k = TestKafka::new().await;
+    let written = write_orders(&pool, 7, 20).await;
+    let cfg = RelayConfig {
+        batch: 60,
+        ..RelayConfig::default()
+    };
+
+    // The first relay publishes a batch and dies before marking it.
+    {
+        let relay = Relay::new(
+            pool.clone(),
+            EventProducer::new(&k.cfg).unwrap(),
+            cfg.clone(),
+        );
+        let _leader = relay.acquire_leadership().await.unwrap();
+        let published = relay.publish_pending().await.unwrap();
+        assert_eq!(published.seqs.len(), 60);
+    }
+    let mut conn = pool.acquire().await.unwrap();
+    assert_eq!(
+        pending_count(&mut conn).await.unwrap(),
+        140,
+        "nothing was marked"
+    );
+
+    // A new relay takes over and drains the outbox.
+    let relay = Relay::new(pool.clone(), EventProducer::new(&k.cfg).unwrap(), cfg);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(async move {
+        relay
+            .run(async {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    for _ in 0..300 {
+        if pending_count(&mut conn).await.unwrap() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(pending_count(&mut conn).await.unwrap(), 0);
+    stop_tx.send(()).unwrap();
+    let stats = runner.await.unwrap().unwrap();
+    assert_eq!(stats.published, 140);
+
+    let consumer = DurableConsumer::new(
+        &k.cfg,
+        ConsumerOptions::new(k.group("outbox"), vec![k.topic(Topic::Orders)]),
+    )
+    .unwrap();
+    let mut sink = VecSink::default();
+    drain(&consumer, &mut sink, 200).await;
+    // 60 duplicates of the same ids, nothing lost, each customer's events in order.
+    assert_eq!(sink.records.len(), 200);
+    let mut first_seen = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for r in &sink.records {
+        if seen.insert(r.envelope.id) {
+            first_seen.push(r.envelope.clone());
+        }
+    }
+    assert_eq!(first_seen.len(), written.len());
+    let by_key = |envs: &[Envelope]| {
+        let mut m: HashMap<String, Vec<uuid::Uuid>> = HashMap::new();
+        for e in envs {
+            m.entry(e.key()).or_default().push(e.id);
+        }
+        m
+    };
+    assert_eq!(by_key(&first_seen), by_key(&written));
+    k.cleanup().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn only_one_relay_leads_at_a_time(pool: PgPool) {
+    setup(&pool).await;
+    let k = TestKafka::new().await;
+    let a = Relay::new(
+        pool.clone(),
+        EventProducer::new(&k.cfg).unwrap(),
+        RelayConfig::default(),
+    );
+    let b = Relay::new(
+        pool.clone(),
+        EventProducer::new(&k.cfg).unwrap(),
+        RelayConfig::default(),
+    );
+    let lead = a.acquire_leadership().await.unwrap();
+    let waiting = tokio::time::timeout(Duration::from_secs(2), b.acquire_leadership()).await;
+    assert!(
+        waiting.is_err(),
+        "a second relay must not lead while the first does"
+    );
+    drop(lead.detach()); // the leader's session ends, as when its process dies
+    let took_over = tokio::time::timeout(Duration::from_secs(5), b.acquire_leadership()).await;
+    assert!(
+        took_over.is_ok(),
+        "the standby takes over when the leader's session ends"
+    );
+    k.cleanup().await;
+}
