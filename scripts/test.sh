@@ -9,5 +9,10 @@ ensure_build_deps
 deploy/local/stack.sh up
 deploy/local/stack.sh up --cluster
 eval "$(deploy/local/stack.sh env)"
+# Tests make private topics (it-*, cli-*, fault-*); drop earlier runs' leftovers so the
+# long-lived local brokers do not pile up partitions.
+cargo build -q -p shopstream
+for p in it- cli-; do "$CARGO_TARGET_DIR/debug/shopstream" topics delete --prefix "$p" >/dev/null; done
+"$CARGO_TARGET_DIR/debug/shopstream" --brokers "$SHOPSTREAM_TEST_CLUSTER_BROKERS" topics delete --prefix fault- >/dev/null
 export DATABASE_URL=$SHOPSTREAM_DATABASE_URL  # #[sqlx::test] makes a database per test from it
 cargo test --workspace --locked "$@"

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     pub kafka: KafkaConfig,
     pub database: DatabaseConfig,
+    pub services: services::ServicesConfig,
     pub http: HttpConfig,
     pub log: LogConfig,
     pub smoke: SmokeConfig,
@@ -26,12 +27,15 @@ pub struct Config {
 pub struct DatabaseConfig {
     /// PostgreSQL URL; the local stack's private cluster by default.
     pub url: String,
+    /// Pool size per process.
+    pub max_connections: u32,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
         DatabaseConfig {
             url: "postgres://shopstream:shopstream@127.0.0.1:55432/shopstream".into(),
+            max_connections: 32,
         }
     }
 }
@@ -138,6 +142,9 @@ impl Config {
             && let Some((user, _)) = user_pass.split_once(':')
         {
             c.database.url = format!("{scheme}://{user}:***@{rest}");
+        }
+        if c.services.jwt_secret != services::app::DEV_JWT_SECRET {
+            c.services.jwt_secret = "***".into();
         }
         serde_json::to_value(c).unwrap_or_default()
     }

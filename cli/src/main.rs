@@ -35,10 +35,18 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the platform: apply the topic catalogue, serve /livez, /readyz and /metrics,
-    /// and run the live smoke producer and consumer. Needs the local stack
+    /// Run the platform: apply the topic catalogue and migrations, serve the services with
+    /// /livez, /readyz and /metrics, relay the outbox, and run the live smoke producer and
+    /// consumer. Needs the local stack
     /// (`deploy/local/stack.sh up`, or `scripts/up.sh` which does both).
     Up(cmd::up::UpArgs),
+    /// Serve the services (today: auth) under /v1, with /livez, /readyz and /metrics.
+    /// Applies migrations first.
+    Serve,
+    /// Relay the transactional outbox to Kafka (one relay leads, others stand by).
+    Relay,
+    /// Apply every service's database migrations and exit.
+    Migrate,
     /// Kafka topics of the catalogue.
     #[command(subcommand)]
     Topics(cmd::topics::TopicsCommand),
@@ -85,6 +93,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Up(args) => cmd::up::run(&cfg, args).await,
+            Command::Serve => cmd::serve::serve(&cfg).await,
+            Command::Relay => cmd::serve::relay(&cfg).await,
+            Command::Migrate => cmd::serve::migrate(&cfg).await,
             Command::Topics(c) => cmd::topics::run(&cfg, c).await,
             Command::Events(c) => cmd::events::run(c),
             Command::Config(ConfigCommand::Show) => {

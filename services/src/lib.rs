@@ -1,4 +1,12 @@
-//! Operational services (axum + sqlx): auth, catalog, cart, orders and the rest, each writing its events through a transactional outbox. Filled by the services issue.
+//! Shopstream's operational services: axum routers over PostgreSQL (sqlx), each in its own
+//! folder with its schema and migrations, every state change written with its event into
+//! the transactional outbox. `http/` holds what every service shares: problem+json errors,
+//! strict JSON input, JWT authentication and roles, and the ops endpoints.
 //!
-//! This crate is an empty shell today: it exists so the workspace layout of
-//! ARCHITECTURE.md is in place; nothing here is implemented yet.
+//! Implemented so far: `auth`. The other services of the platform are not written yet.
+
+pub mod app;
+pub mod auth;
+pub mod http;
+
+pub use app::{AppState, ServicesConfig, migrate, router};

@@ -1,6 +1,8 @@
 //! One module per subcommand: argument types and the wiring behind them.
 
 pub mod events;
-pub mod ops;
+pub mod lifecycle;
+pub mod platform;
+pub mod serve;
 pub mod topics;
 pub mod up;

@@ -14,6 +14,12 @@ pub enum TopicsCommand {
     Apply,
     /// Print the catalogue: name, partitions, key, retention, cleanup policy (no broker needed).
     List,
+    /// Delete every topic whose name starts with a prefix (tests' private topics).
+    Delete {
+        /// Name prefix, e.g. `it-`; must be at least 3 characters.
+        #[arg(long)]
+        prefix: String,
+    },
 }
 
 pub async fn run(cfg: &Config, cmd: TopicsCommand) -> anyhow::Result<ExitCode> {
@@ -41,6 +47,24 @@ pub async fn run(cfg: &Config, cmd: TopicsCommand) -> anyhow::Result<ExitCode> {
                     p.description
                 );
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        TopicsCommand::Delete { prefix } => {
+            if prefix.len() < 3 {
+                anyhow::bail!("refusing a prefix shorter than 3 characters: {prefix:?}");
+            }
+            let admin = TopicAdmin::new(&cfg.kafka)?;
+            let names: Vec<String> = admin
+                .partition_counts()
+                .await?
+                .into_keys()
+                .filter(|n| n.starts_with(&prefix))
+                .collect();
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            for chunk in refs.chunks(200) {
+                admin.delete(chunk).await?;
+            }
+            println!("deleted {} topics starting with {prefix:?}", names.len());
             Ok(ExitCode::SUCCESS)
         }
         TopicsCommand::Apply => {

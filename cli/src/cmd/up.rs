@@ -1,6 +1,6 @@
 //! `shopstream up`: everything that exists so far, in one process. Today: the topic
-//! catalogue, the ops endpoints, and the smoke producer/consumer; later issues add the
-//! services, relay, processors, warehouse and ML serving here.
+//! catalogue, the services (auth) with the ops endpoints, the outbox relay, and the smoke
+//! producer/consumer; later issues add processors, warehouse and ML serving here.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -14,9 +14,11 @@ use ingest::smoke::{self, CountingSink};
 use ingest::{ConsumerOptions, DurableConsumer, EventProducer, TopicAdmin, TopicChange};
 use tokio::sync::watch;
 
-use crate::cmd::ops;
+use crate::cmd::lifecycle::{stopped, wait_for_signal};
+use crate::cmd::platform;
 use crate::config::Config;
 use crate::telemetry;
+use services::http::ops;
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -28,31 +30,12 @@ pub struct UpArgs {
     duration: Option<u64>,
 }
 
-async fn stopped(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
-}
-
-async fn wait_for_signal(duration: Option<u64>) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    let timer = async {
-        match duration {
-            Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("interrupted, shutting down"),
-        _ = term => tracing::info!("terminated, shutting down"),
-        _ = timer => tracing::info!("duration reached, shutting down"),
-    }
+async fn sqlx_ping(pool: &sqlx::PgPool) -> Result<(), String> {
+    sqlx::query("SELECT 1")
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 pub async fn run(cfg: &Config, args: UpArgs) -> anyhow::Result<ExitCode> {
@@ -72,23 +55,29 @@ pub async fn run(cfg: &Config, args: UpArgs) -> anyhow::Result<ExitCode> {
         .count();
     tracing::info!(topics = changes.len(), created, "topic catalogue applied");
 
+    let pool = platform::connect_db(cfg).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let readiness = ops::Readiness::default();
     readiness.set("kafka", None);
-    let server = tokio::spawn(ops::serve(
-        cfg.http.addr,
-        ops::router(prometheus, readiness.clone()),
-        stopped(stop_rx.clone()),
-    ));
+    readiness.set("postgres", None);
+    let app = services::router(
+        services::AppState::new(pool.clone(), &cfg.services),
+        &cfg.services,
+    )
+    .merge(ops::router(prometheus, readiness.clone()));
+    let server = tokio::spawn(ops::serve(cfg.http.addr, app, stopped(stop_rx.clone())));
 
-    // Readiness follows the broker.
+    // Readiness follows the broker and the database.
     let probe = {
         let readiness = readiness.clone();
         let mut stop = stop_rx.clone();
+        let pool = pool.clone();
         tokio::spawn(async move {
             loop {
                 let problem = admin.broker_count().await.err().map(|e| e.to_string());
                 readiness.set("kafka", problem);
+                let problem = sqlx_ping(&pool).await.err();
+                readiness.set("postgres", problem);
                 tokio::select! {
                     _ = stop.wait_for(|s| *s) => break,
                     _ = tokio::time::sleep(Duration::from_secs(5)) => {}
@@ -101,6 +90,14 @@ pub async fn run(cfg: &Config, args: UpArgs) -> anyhow::Result<ExitCode> {
     let produced = Arc::new(AtomicU64::new(0));
     let consumed = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
+    {
+        let relay = platform::relay(cfg, pool.clone())?;
+        let stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let stats = relay.run(stopped(stop)).await.context("outbox relay")?;
+            Ok(format!("outbox relay published {} events", stats.published))
+        }));
+    }
     if rate > 0.0 {
         let producer = EventProducer::new(&cfg.kafka)?;
         let (p, stop) = (produced.clone(), stop_rx.clone());

@@ -45,9 +45,13 @@ fn every_subcommand_has_help() {
     for args in [
         vec!["--help"],
         vec!["up", "--help"],
+        vec!["serve", "--help"],
+        vec!["relay", "--help"],
+        vec!["migrate", "--help"],
         vec!["topics", "--help"],
         vec!["topics", "apply", "--help"],
         vec!["topics", "list", "--help"],
+        vec!["topics", "delete", "--help"],
         vec!["events", "--help"],
         vec!["events", "schemas", "--help"],
         vec!["events", "arrow", "--help"],
@@ -139,16 +143,23 @@ fn an_unreachable_broker_is_a_clear_error() {
     );
 }
 
-fn http_get(port: u16, path: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("ops server listens");
+fn http(port: u16, method: &str, path: &str, json: Option<&str>) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("server listens");
+    let body = json.unwrap_or("");
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     )
     .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    reply
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    http(port, "GET", path, None)
 }
 
 fn free_port() -> u16 {
@@ -183,8 +194,26 @@ fn up_runs_the_smoke_flow_and_kcat_sees_cloudevents() {
     assert!(http_get(port, "/livez").starts_with("HTTP/1.1 200"));
     let ready = http_get(port, "/readyz");
     assert!(
-        ready.starts_with("HTTP/1.1 200") && ready.contains("\"kafka\":\"ok\""),
+        ready.starts_with("HTTP/1.1 200")
+            && ready.contains("\"kafka\":\"ok\"")
+            && ready.contains("\"postgres\":\"ok\""),
         "{ready}"
+    );
+    // A storefront call goes service -> outbox -> relay -> Kafka.
+    let email = format!("{}@example.com", prefix.trim_end_matches('.'));
+    let registered = http(
+        port,
+        "POST",
+        "/v1/auth/register",
+        Some(&format!(
+            r#"{{"email":"{email}","password":"correct horse battery","display_name":"CLI","country":"DE"}}"#
+        )),
+    );
+    assert!(registered.starts_with("HTTP/1.1 201"), "{registered}");
+    let bad = http(port, "POST", "/v1/auth/register", Some("{\"email\":"));
+    assert!(
+        bad.starts_with("HTTP/1.1 400") && bad.contains("application/problem+json"),
+        "{bad}"
     );
     std::thread::sleep(Duration::from_secs(4));
     let metrics = http_get(port, "/metrics");
@@ -242,4 +271,162 @@ fn up_runs_the_smoke_flow_and_kcat_sees_cloudevents() {
         headers.contains("ce_specversion=1.0") && headers.contains("ce_id="),
         "{headers}"
     );
+    let users = Command::new("kcat")
+        .args([
+            "-b",
+            &brokers(),
+            "-C",
+            "-t",
+            &format!("{prefix}users"),
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            "%h %s\\n",
+        ])
+        .output()
+        .unwrap();
+    let users = String::from_utf8_lossy(&users.stdout);
+    assert!(
+        users
+            .lines()
+            .any(|l| l.contains("ce_type=user.registered.v1") && l.contains(&email)),
+        "the registration reached Kafka through the outbox: {users}"
+    );
+}
+
+/// A private database on the local PostgreSQL for one test; returns its URL.
+async fn private_database() -> String {
+    use sqlx::Connection;
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL (set in .cargo/config.toml)");
+    let name = format!("cli_{}", unique_prefix().replace(['-', '.'], "_"));
+    let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let (root, _) = base.rsplit_once('/').unwrap();
+    format!("{root}/{name}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sigkilled_relay_process_loses_nothing() {
+    use events::{Envelope, Event, samples};
+    use ingest::outbox::{enqueue, pending_count};
+    use sqlx::Connection;
+
+    let prefix = unique_prefix();
+    let db = private_database().await;
+    let env = [
+        ("SHOPSTREAM_KAFKA_TOPIC_PREFIX", prefix.as_str()),
+        ("SHOPSTREAM_KAFKA_BROKERS", &brokers()),
+        ("SHOPSTREAM_DATABASE_URL", db.as_str()),
+    ];
+    for cmd in [["topics", "apply"], ["migrate", "--log-format=pretty"]] {
+        let out = shopstream(&cmd, &env);
+        assert!(out.status.success(), "{cmd:?}: {}", text(&out));
+    }
+    // 20,000 orders waiting in the outbox.
+    let Event::OrderPlaced(order) = samples()[10].clone() else {
+        unreachable!()
+    };
+    let mut conn = sqlx::PgConnection::connect(&db).await.unwrap();
+    let mut tx = conn.begin().await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..20_000u128 {
+        let mut o = order.clone();
+        o.customer_id = uuid::Uuid::from_u128(i % 97 + 1);
+        let e = Envelope::new("/it", o);
+        ids.push(e.id);
+        enqueue(&mut tx, &e).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let spawn_relay = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_shopstream"));
+        c.arg("relay").stdout(Stdio::null()).stderr(Stdio::null());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.spawn().unwrap()
+    };
+    // Kill the first relay for real, mid-stream.
+    let mut first = spawn_relay();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pending = pending_count(&mut conn).await.unwrap();
+        if pending < 20_000 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the relay never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let left = pending_count(&mut conn).await.unwrap();
+    assert!(left > 0, "killed too late to test anything ({left} left)");
+
+    let mut second = spawn_relay();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while pending_count(&mut conn).await.unwrap() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the second relay did not drain the outbox"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    second.kill().unwrap();
+    second.wait().unwrap();
+
+    // Every event is in Kafka at least once; duplicates only as the same id.
+    let mut cfg = ingest::KafkaConfig {
+        brokers: brokers(),
+        topic_prefix: prefix.clone(),
+        ..ingest::KafkaConfig::default()
+    };
+    cfg.client_id = "relay-kill-test".into();
+    let consumer = ingest::DurableConsumer::new(
+        &cfg,
+        ingest::ConsumerOptions::new(format!("{prefix}check"), vec![format!("{prefix}orders")]),
+    )
+    .unwrap();
+    let mut sink = Collect::default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sink.ids.len() < ids.len() && Instant::now() < deadline {
+        consumer
+            .poll_batch(&mut sink, Duration::from_secs(1))
+            .await
+            .unwrap();
+    }
+    let missing = ids.iter().filter(|id| !sink.ids.contains(id)).count();
+    assert_eq!(missing, 0, "{missing} events lost after a SIGKILLed relay");
+    assert_eq!(sink.ids.len(), ids.len());
+    drop(conn);
+    drop_database(&db).await;
+}
+
+async fn drop_database(url: &str) {
+    use sqlx::Connection;
+    let (_, name) = url.rsplit_once('/').unwrap();
+    let base = std::env::var("DATABASE_URL").unwrap();
+    let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {name} WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+}
+
+#[derive(Default)]
+struct Collect {
+    ids: std::collections::HashSet<uuid::Uuid>,
+}
+
+impl ingest::Sink for Collect {
+    async fn write(&mut self, batch: &[ingest::Record]) -> Result<(), ingest::SinkError> {
+        self.ids.extend(batch.iter().map(|r| r.envelope.id));
+        Ok(())
+    }
 }

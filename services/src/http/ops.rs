@@ -71,18 +71,25 @@ async fn metrics(State(s): State<OpsState>) -> String {
     s.prometheus.render()
 }
 
-/// Binds `addr` and serves until `shutdown` resolves.
+/// Binds `addr` and serves `router` (services, ops endpoints or both) until `shutdown`.
 pub async fn serve(
     addr: SocketAddr,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e} (set SHOPSTREAM_HTTP_ADDR)"))?;
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr}: {e} (set SHOPSTREAM_HTTP_ADDR)"),
+        )
+    })?;
     tracing::info!(%addr, "serving /livez /readyz /metrics");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    // Connect info gives handlers the peer address (ClientIp, rate limits).
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     Ok(())
 }

@@ -1,0 +1,37 @@
+//! Wiring shared by `up`, `serve`, `relay` and `migrate`: the database pool (migrated) and
+//! the outbox relay.
+
+use anyhow::Context;
+use ingest::EventProducer;
+use ingest::outbox::{Relay, RelayConfig};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+use crate::config::Config;
+
+/// Connects to PostgreSQL and applies every migration.
+pub async fn connect_db(cfg: &Config) -> anyhow::Result<PgPool> {
+    let pool = PgPoolOptions::new()
+        .max_connections(cfg.database.max_connections)
+        .acquire_timeout(std::time::Duration::from_secs(10))
+        .connect(&cfg.database.url)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot connect to PostgreSQL at {} (is the stack up? deploy/local/stack.sh up)",
+                cfg.redacted()["database"]["url"]
+            )
+        })?;
+    services::migrate(&pool)
+        .await
+        .context("applying migrations")?;
+    Ok(pool)
+}
+
+pub fn relay(cfg: &Config, pool: PgPool) -> anyhow::Result<Relay> {
+    Ok(Relay::new(
+        pool,
+        EventProducer::new(&cfg.kafka)?,
+        RelayConfig::default(),
+    ))
+}

@@ -1,0 +1,57 @@
+//! `shopstream serve`, `shopstream relay`, `shopstream migrate`: the services and the outbox
+//! relay as separate processes (what `up` runs together).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use services::http::ops;
+use tokio::sync::watch;
+
+use crate::cmd::lifecycle::{stopped, wait_for_signal};
+use crate::cmd::platform;
+use crate::config::Config;
+use crate::telemetry;
+
+/// Serves every implemented service under /v1 plus /livez, /readyz and /metrics.
+pub async fn serve(cfg: &Config) -> anyhow::Result<ExitCode> {
+    let prometheus = telemetry::init_metrics()?;
+    let pool = platform::connect_db(cfg).await?;
+    let readiness = ops::Readiness::default();
+    readiness.set("postgres", None);
+    let app = services::router(services::AppState::new(pool, &cfg.services), &cfg.services)
+        .merge(ops::router(prometheus, readiness));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut server = tokio::spawn(ops::serve(cfg.http.addr, app, stopped(stop_rx)));
+    tracing::info!(addr = %cfg.http.addr, "services listening; Ctrl-C stops them");
+    tokio::select! {
+        _ = wait_for_signal(None) => {
+            let _ = stop_tx.send(true);
+            server.await??;
+        }
+        // The server ended by itself, e.g. it could not bind its address.
+        r = &mut server => r??,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Relays the outbox to Kafka; several relays may run, one leads.
+pub async fn relay(cfg: &Config) -> anyhow::Result<ExitCode> {
+    let _prometheus = telemetry::init_metrics()?;
+    let pool = platform::connect_db(cfg).await?;
+    let relay = platform::relay(cfg, pool)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(async move { relay.run(stopped(stop_rx)).await });
+    tracing::info!("outbox relay started; Ctrl-C stops it");
+    wait_for_signal(None).await;
+    let _ = stop_tx.send(true);
+    let stats = task.await?.context("outbox relay")?;
+    println!("outbox relay stopped: {} events published", stats.published);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Applies every migration and exits.
+pub async fn migrate(cfg: &Config) -> anyhow::Result<ExitCode> {
+    platform::connect_db(cfg).await?;
+    println!("migrations applied");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,72 @@
+//! Authentication of requests: a bearer JWT access token whose session is still live, and
+//! role checks. Logout revokes the session, so its access tokens stop working at once.
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::header;
+use axum::http::request::Parts;
+use events::domain::users::Role;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::tokens::TokenError;
+use crate::http::problem::Problem;
+
+/// The caller, from a valid access token of a live session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthUser {
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+    pub roles: Vec<Role>,
+}
+
+impl AuthUser {
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+/// 403 unless the user holds one of `roles`.
+pub fn require_role(user: &AuthUser, roles: &[Role]) -> Result<(), Problem> {
+    if roles.iter().any(|r| user.has(*r)) {
+        Ok(())
+    } else {
+        Err(Problem::forbidden(format!(
+            "requires one of the roles {roles:?}"
+        )))
+    }
+}
+
+impl<S> FromRequestParts<S> for AuthUser
+where
+    S: Send + Sync,
+    AppState: FromRef<S>,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        let app = AppState::from_ref(state);
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| Problem::unauthorized("missing bearer token"))?;
+        let claims = app.tokens.verify_access(token).map_err(|e| match e {
+            TokenError::Expired => Problem::unauthorized("access token expired"),
+            TokenError::Invalid => Problem::unauthorized("invalid access token"),
+        })?;
+        let live: Option<bool> =
+            sqlx::query_scalar("SELECT revoked_at IS NULL FROM auth.sessions WHERE id = $1")
+                .bind(claims.sid)
+                .fetch_optional(&app.pool)
+                .await?;
+        if live != Some(true) {
+            return Err(Problem::unauthorized("session revoked"));
+        }
+        Ok(AuthUser {
+            user_id: claims.sub,
+            session_id: claims.sid,
+            roles: claims.roles,
+        })
+    }
+}

@@ -1,0 +1,10 @@
+//! HTTP concerns shared by every service, applied once.
+
+pub mod auth;
+pub mod extract;
+pub mod ops;
+pub mod problem;
+
+pub use auth::{AuthUser, require_role};
+pub use extract::{ApiJson, ClientIp};
+pub use problem::{FieldError, Problem};

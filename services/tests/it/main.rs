@@ -1,0 +1,5 @@
+//! Service tests over real PostgreSQL, a database per test (`#[sqlx::test]`, from
+//! DATABASE_URL, set by scripts/test.sh), calling the real router in process.
+
+mod auth;
+mod support;

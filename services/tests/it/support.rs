@@ -1,0 +1,115 @@
+//! Calling the router like a client would, and reading problem+json answers.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use services::{AppState, ServicesConfig, migrate, router};
+use sqlx::PgPool;
+use tower::ServiceExt;
+
+pub struct TestApp {
+    pub router: Router,
+    pub pool: PgPool,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub json: Value,
+}
+
+impl TestApp {
+    pub async fn new(pool: PgPool) -> TestApp {
+        Self::with_config(pool, ServicesConfig::default()).await
+    }
+
+    pub async fn with_config(pool: PgPool, cfg: ServicesConfig) -> TestApp {
+        migrate(&pool).await.expect("migrations");
+        let state = AppState::new(pool.clone(), &cfg);
+        TestApp {
+            router: router(state, &cfg),
+            pool,
+        }
+    }
+
+    pub async fn raw(&self, req: Request<Body>) -> Reply {
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if !status.is_success() && !bytes.is_empty() {
+            assert_eq!(
+                headers.get(header::CONTENT_TYPE).unwrap(),
+                "application/problem+json",
+                "errors are problem+json"
+            );
+        }
+        Reply {
+            status,
+            headers,
+            json,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> Reply {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("x-forwarded-for", "198.51.100.7");
+        if let Some(t) = token {
+            b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(v) => b
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(serde_json::to_vec(&v).unwrap())),
+            None => b.body(Body::empty()),
+        };
+        self.raw(req.unwrap()).await
+    }
+
+    pub async fn post(&self, uri: &str, body: Value) -> Reply {
+        self.call(Method::POST, uri, Some(body), None).await
+    }
+
+    /// Registers and logs in; returns (user id, access token, refresh token).
+    pub async fn signup(&self, email: &str) -> (String, String, String) {
+        let r = self
+            .post(
+                "/v1/auth/register",
+                serde_json::json!({"email": email, "password": "correct horse battery", "display_name": "Test", "country": "DE"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+        let id = r.json["user_id"].as_str().unwrap().to_owned();
+        let (access, refresh) = self.login(email).await;
+        (id, access, refresh)
+    }
+
+    pub async fn login(&self, email: &str) -> (String, String) {
+        let r = self
+            .post(
+                "/v1/auth/login",
+                serde_json::json!({"email": email, "password": "correct horse battery"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        (
+            r.json["access_token"].as_str().unwrap().to_owned(),
+            r.json["refresh_token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    pub async fn count(&self, sql: &'static str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap()
+    }
+}
