@@ -3,6 +3,7 @@
 //! header mapping and topic administration from the catalogue.
 //! The outbox relay, clickstream intake and traffic simulator will live here too.
 
+pub mod db;
 pub mod kafka;
 pub mod outbox;
 pub mod smoke;

@@ -3,10 +3,18 @@
 //! the transactional outbox. `http/` holds what every service shares: problem+json errors,
 //! strict JSON input, JWT authentication and roles, and the ops endpoints.
 //!
-//! Implemented so far: `auth`. The other services of the platform are not written yet.
+//! Implemented so far: auth, catalog, inventory, cart (+ wishlist), payments (gateway
+//! simulator), shipping (carrier simulator), orders (checkout saga). Not yet: users
+//! (profiles, addresses), pricing promotions, reviews.
 
 pub mod app;
 pub mod auth;
+pub mod cart;
+pub mod catalog;
 pub mod http;
+pub mod inventory;
+pub mod orders;
+pub mod payments;
+pub mod shipping;
 
 pub use app::{AppState, ServicesConfig, migrate, router};

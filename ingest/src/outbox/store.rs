@@ -11,12 +11,7 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// The outbox schema's migrations. Versions 1000-1999 belong to the outbox; every migrator
 /// of the platform ignores the others' versions, so they share one database.
 pub fn migrator() -> Migrator {
-    let mut m = Migrator {
-        migrations: MIGRATOR.migrations.clone(),
-        ..Migrator::DEFAULT
-    };
-    m.set_ignore_missing(true);
-    m
+    crate::db::shared_migrator(&MIGRATOR)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -16,10 +16,5 @@ static MIGRATOR: Migrator = sqlx::migrate!("./src/auth/migrations");
 
 /// auth's migrations (versions 2000-2999).
 pub fn migrator() -> Migrator {
-    let mut m = Migrator {
-        migrations: MIGRATOR.migrations.clone(),
-        ..Migrator::DEFAULT
-    };
-    m.set_ignore_missing(true);
-    m
+    ingest::db::shared_migrator(&MIGRATOR)
 }

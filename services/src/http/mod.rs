@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod extract;
 pub mod ops;
+pub mod pagination;
 pub mod problem;
 
 pub use auth::{AuthUser, require_role};

@@ -2,4 +2,5 @@
 //! DATABASE_URL, set by scripts/test.sh), calling the real router in process.
 
 mod auth;
+mod commerce;
 mod support;

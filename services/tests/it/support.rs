@@ -109,6 +109,37 @@ impl TestApp {
         )
     }
 
+    /// A user with `role` and a live session, made directly in the database (no argon2 on
+    /// this path, so hundreds of buyers are cheap); returns (user id, access token).
+    pub async fn quick_user(&self, role: &str) -> (uuid::Uuid, String) {
+        let id = uuid::Uuid::now_v7();
+        let session = uuid::Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO auth.users (id, email, password_hash, display_name, country, roles)
+             VALUES ($1, $2, 'not-a-hash', 'Quick', 'DE', ARRAY[$3])",
+        )
+        .bind(id)
+        .bind(format!("{id}@example.com"))
+        .bind(role)
+        .execute(&self.pool)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO auth.sessions (id, user_id, ip) VALUES ($1, $2, '127.0.0.1')")
+            .bind(session)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .unwrap();
+        let role: events::domain::users::Role =
+            serde_json::from_value(Value::String(role.into())).unwrap();
+        let keys = services::auth::tokens::TokenKeys::new(
+            services::app::DEV_JWT_SECRET.as_bytes(),
+            std::time::Duration::from_secs(900),
+            std::time::Duration::from_secs(900),
+        );
+        (id, keys.issue_access(id, session, &[role]))
+    }
+
     pub async fn count(&self, sql: &'static str) -> i64 {
         sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap()
     }

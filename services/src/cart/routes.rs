@@ -1,0 +1,173 @@
+//! Cart endpoints under `/v1/cart` and wishlist under `/v1/wishlist`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use events::domain::cart::{CartItemAdded, CartItemRemoved};
+use events::{Envelope, Quantity};
+use ingest::outbox::enqueue;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::cart::store::{self, Cart};
+use crate::catalog::store::products_by_id;
+use crate::http::{ApiJson, AuthUser, FieldError, Problem};
+
+const SOURCE: &str = "/shopstream/cart";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(get_cart))
+        .route("/items", post(add_item))
+        .route("/items/{product_id}", delete(remove_item))
+}
+
+pub fn wishlist_routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(get_wishlist))
+        .route("/{product_id}", post(wish).delete(unwish))
+}
+
+async fn get_cart(State(app): State<AppState>, user: AuthUser) -> Result<Json<Cart>, Problem> {
+    store::load(&app.pool, user.user_id)
+        .await
+        .map(Json)
+        .map_err(Problem::internal)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddItem {
+    pub product_id: Uuid,
+    pub quantity: i64,
+}
+
+async fn add_item(
+    State(app): State<AppState>,
+    user: AuthUser,
+    ApiJson(req): ApiJson<AddItem>,
+) -> Result<Json<Cart>, Problem> {
+    let Some(quantity) = u32::try_from(req.quantity)
+        .ok()
+        .filter(|q| (1..=100).contains(q))
+        .and_then(Quantity::new)
+    else {
+        return Err(Problem::validation(vec![FieldError {
+            field: "quantity".into(),
+            message: "must be 1 to 100".into(),
+        }]));
+    };
+    let product = products_by_id(&app.pool, &[req.product_id])
+        .await?
+        .pop()
+        .ok_or_else(|| Problem::not_found("no such product, or it is not for sale"))?;
+    let mut tx = app.pool.begin().await?;
+    let total: i32 = sqlx::query_scalar(
+        "INSERT INTO carts.items (user_id, product_id, sku, quantity) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (user_id, product_id) DO UPDATE SET quantity = carts.items.quantity + EXCLUDED.quantity
+         RETURNING quantity",
+    )
+    .bind(user.user_id)
+    .bind(product.id)
+    .bind(product.sku.as_str())
+    .bind(quantity.get() as i32)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(d) if d.is_check_violation() => Problem::validation(vec![FieldError {
+            field: "quantity".into(),
+            message: "at most 100 of one product in a cart".into(),
+        }]),
+        _ => Problem::internal(e),
+    })?;
+    let event = CartItemAdded {
+        cart_id: user.user_id,
+        session_id: user.session_id,
+        user_id: Some(user.user_id),
+        product_id: product.id,
+        sku: product.sku.clone(),
+        quantity,
+        unit_price: product.price,
+    };
+    enqueue(&mut tx, &Envelope::new(SOURCE, event)).await?;
+    tx.commit().await?;
+    tracing::debug!(total, "cart line updated");
+    get_cart(State(app), user).await
+}
+
+async fn remove_item(
+    State(app): State<AppState>,
+    user: AuthUser,
+    Path(product_id): Path<Uuid>,
+) -> Result<Json<Cart>, Problem> {
+    let mut tx = app.pool.begin().await?;
+    let removed: Option<(String, i32)> = sqlx::query_as(
+        "DELETE FROM carts.items WHERE user_id = $1 AND product_id = $2 RETURNING sku, quantity",
+    )
+    .bind(user.user_id)
+    .bind(product_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((sku, qty)) = removed else {
+        return Err(Problem::not_found("this product is not in your cart"));
+    };
+    if let (Ok(sku), Some(quantity)) = (events::Sku::parse(sku), Quantity::new(qty as u32)) {
+        let event = CartItemRemoved {
+            cart_id: user.user_id,
+            session_id: user.session_id,
+            user_id: Some(user.user_id),
+            product_id,
+            sku,
+            quantity,
+        };
+        enqueue(&mut tx, &Envelope::new(SOURCE, event)).await?;
+    }
+    tx.commit().await?;
+    get_cart(State(app), user).await
+}
+
+async fn get_wishlist(
+    State(app): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<Vec<Uuid>>, Problem> {
+    let ids = sqlx::query_scalar(
+        "SELECT product_id FROM carts.wishlist WHERE user_id = $1 ORDER BY added_at",
+    )
+    .bind(user.user_id)
+    .fetch_all(&app.pool)
+    .await?;
+    Ok(Json(ids))
+}
+
+async fn wish(
+    State(app): State<AppState>,
+    user: AuthUser,
+    Path(product_id): Path<Uuid>,
+) -> Result<StatusCode, Problem> {
+    if products_by_id(&app.pool, &[product_id]).await?.is_empty() {
+        return Err(Problem::not_found("no such product"));
+    }
+    sqlx::query(
+        "INSERT INTO carts.wishlist (user_id, product_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(user.user_id)
+    .bind(product_id)
+    .execute(&app.pool)
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn unwish(
+    State(app): State<AppState>,
+    user: AuthUser,
+    Path(product_id): Path<Uuid>,
+) -> Result<StatusCode, Problem> {
+    sqlx::query("DELETE FROM carts.wishlist WHERE user_id = $1 AND product_id = $2")
+        .bind(user.user_id)
+        .bind(product_id)
+        .execute(&app.pool)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,313 @@
+//! Catalog endpoints under `/v1/products`.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use events::domain::catalog::{
+    Attribute, PriceChanged, ProductCreated, ProductStatus, ProductUpdated,
+};
+use events::domain::users::Role;
+use events::{Envelope, Money, Sku};
+use ingest::outbox::enqueue;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::catalog::store::{COLUMNS, Product, from_row};
+use crate::http::pagination::{Page, PageQuery};
+use crate::http::{ApiJson, AuthUser, FieldError, Problem, require_role};
+
+const SOURCE: &str = "/shopstream/catalog";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(list).post(create))
+        .route("/{id}", get(get_one).patch(update))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewProduct {
+    pub sku: Sku,
+    pub category: String,
+    pub names: BTreeMap<String, String>,
+    #[serde(default)]
+    pub descriptions: BTreeMap<String, String>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    pub price: Money,
+    pub weight_grams: i32,
+}
+
+fn err(field: &str, message: &str) -> FieldError {
+    FieldError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+fn check_common(
+    errors: &mut Vec<FieldError>,
+    names: Option<&BTreeMap<String, String>>,
+    category: Option<&str>,
+    price: Option<&Money>,
+) {
+    if let Some(n) = names
+        && (n.is_empty() || n.values().any(|v| v.trim().is_empty() || v.len() > 200))
+    {
+        errors.push(err(
+            "names",
+            "at least one language, each 1 to 200 characters",
+        ));
+    }
+    if let Some(c) = category
+        && (c.trim().is_empty() || c.len() > 100)
+    {
+        errors.push(err("category", "must be 1 to 100 characters"));
+    }
+    if let Some(p) = price
+        && p.amount_minor <= 0
+    {
+        errors.push(err("price.amount_minor", "must be positive"));
+    }
+}
+
+fn title(names: &BTreeMap<String, String>) -> String {
+    names
+        .get("en")
+        .or_else(|| names.values().next())
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn attributes(map: &BTreeMap<String, String>) -> Vec<Attribute> {
+    map.iter()
+        .map(|(k, v)| Attribute {
+            name: k.clone(),
+            value: v.clone(),
+        })
+        .collect()
+}
+
+async fn create(
+    State(app): State<AppState>,
+    user: AuthUser,
+    ApiJson(req): ApiJson<NewProduct>,
+) -> Result<(StatusCode, Json<Product>), Problem> {
+    require_role(&user, &[Role::Vendor, Role::Admin])?;
+    let mut errors = Vec::new();
+    check_common(
+        &mut errors,
+        Some(&req.names),
+        Some(&req.category),
+        Some(&req.price),
+    );
+    if req.weight_grams <= 0 {
+        errors.push(err("weight_grams", "must be positive"));
+    }
+    if !errors.is_empty() {
+        return Err(Problem::validation(errors));
+    }
+    let id = Uuid::now_v7();
+    let mut tx = app.pool.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO catalog.products
+           (id, sku, vendor_id, category, names, descriptions, attributes, price_minor, currency, weight_grams)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (sku) DO NOTHING",
+    )
+    .bind(id)
+    .bind(req.sku.as_str())
+    .bind(user.user_id)
+    .bind(&req.category)
+    .bind(sqlx::types::Json(&req.names))
+    .bind(sqlx::types::Json(&req.descriptions))
+    .bind(sqlx::types::Json(&req.attributes))
+    .bind(req.price.amount_minor)
+    .bind(req.price.currency.as_str())
+    .bind(req.weight_grams)
+    .execute(&mut *tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Err(Problem::conflict(format!("SKU {} already exists", req.sku)));
+    }
+    sqlx::query(
+        "INSERT INTO catalog.price_history (product_id, price_minor, currency) VALUES ($1, $2, $3)",
+    )
+    .bind(id)
+    .bind(req.price.amount_minor)
+    .bind(req.price.currency.as_str())
+    .execute(&mut *tx)
+    .await?;
+    let event = ProductCreated {
+        product_id: id,
+        sku: req.sku.clone(),
+        vendor_id: user.user_id,
+        category: req.category.clone(),
+        title: title(&req.names),
+        price: req.price,
+        weight_grams: req.weight_grams as u32,
+        attributes: attributes(&req.attributes),
+        status: ProductStatus::Active,
+    };
+    enqueue(&mut tx, &Envelope::new(SOURCE, event)).await?;
+    tx.commit().await?;
+    let product = Product {
+        id,
+        sku: req.sku,
+        vendor_id: user.user_id,
+        category: req.category,
+        names: req.names,
+        descriptions: req.descriptions,
+        attributes: serde_json::to_value(&req.attributes).unwrap_or_default(),
+        price: req.price,
+        weight_grams: req.weight_grams,
+        status: "active".into(),
+    };
+    Ok((StatusCode::CREATED, Json(product)))
+}
+
+async fn get_one(
+    State(app): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Product>, Problem> {
+    let sql = format!("SELECT {COLUMNS} FROM catalog.products WHERE id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&app.pool)
+        .await?
+        .ok_or_else(|| Problem::not_found("no such product"))?;
+    Ok(Json(from_row(&row)?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    pub category: Option<String>,
+    // Not `#[serde(flatten)]`: flattening breaks number parsing in query strings.
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+async fn list(
+    State(app): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Page<Product>>, Problem> {
+    let (limit, after) = PageQuery {
+        limit: q.limit,
+        cursor: q.cursor.clone(),
+    }
+    .parse()?;
+    let sql = format!(
+        "SELECT {COLUMNS} FROM catalog.products
+         WHERE status = 'active' AND ($1::text IS NULL OR category = $1) AND ($2::uuid IS NULL OR id > $2)
+         ORDER BY id LIMIT $3"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(&q.category)
+        .bind(after)
+        .bind(limit + 1)
+        .fetch_all(&app.pool)
+        .await?;
+    let products = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(Page::from_rows(products, limit, |p| p.id)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductPatch {
+    pub names: Option<BTreeMap<String, String>>,
+    pub category: Option<String>,
+    pub price: Option<Money>,
+    pub status: Option<ProductStatus>,
+}
+
+async fn update(
+    State(app): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+    ApiJson(req): ApiJson<ProductPatch>,
+) -> Result<Json<Product>, Problem> {
+    require_role(&user, &[Role::Vendor, Role::Admin])?;
+    let mut errors = Vec::new();
+    check_common(
+        &mut errors,
+        req.names.as_ref(),
+        req.category.as_deref(),
+        req.price.as_ref(),
+    );
+    if !errors.is_empty() {
+        return Err(Problem::validation(errors));
+    }
+    let mut tx = app.pool.begin().await?;
+    let sql = format!("SELECT {COLUMNS} FROM catalog.products WHERE id = $1 FOR UPDATE");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| Problem::not_found("no such product"))?;
+    let mut p = from_row(&row)?;
+    if p.vendor_id != user.user_id && !user.has(Role::Admin) {
+        return Err(Problem::forbidden(
+            "only the product's vendor or an admin may edit it",
+        ));
+    }
+    let old_price = p.price;
+    if let Some(n) = &req.names {
+        p.names = n.clone();
+    }
+    if let Some(c) = &req.category {
+        p.category = c.clone();
+    }
+    if let Some(price) = req.price {
+        p.price = price;
+    }
+    if let Some(s) = req.status {
+        p.status = serde_json::to_value(s)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+    }
+    sqlx::query(
+        "UPDATE catalog.products SET names = $2, category = $3, price_minor = $4, currency = $5,
+           status = $6, updated_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(sqlx::types::Json(&p.names))
+    .bind(&p.category)
+    .bind(p.price.amount_minor)
+    .bind(p.price.currency.as_str())
+    .bind(&p.status)
+    .execute(&mut *tx)
+    .await?;
+    if req.names.is_some() || req.category.is_some() || req.status.is_some() {
+        let event = ProductUpdated {
+            product_id: id,
+            sku: p.sku.clone(),
+            title: req.names.as_ref().map(title),
+            category: req.category.clone(),
+            status: req.status,
+            attributes: None,
+        };
+        enqueue(&mut tx, &Envelope::new(SOURCE, event)).await?;
+    }
+    if p.price != old_price {
+        sqlx::query("INSERT INTO catalog.price_history (product_id, price_minor, currency) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(p.price.amount_minor)
+            .bind(p.price.currency.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let event = PriceChanged {
+            product_id: id,
+            sku: p.sku.clone(),
+            old_price,
+            new_price: p.price,
+            reason: "vendor update".into(),
+        };
+        enqueue(&mut tx, &Envelope::new(SOURCE, event)).await?;
+    }
+    tx.commit().await?;
+    Ok(Json(p))
+}

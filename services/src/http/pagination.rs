@@ -1,0 +1,70 @@
+//! Cursor pagination: `?limit=&cursor=`, where the cursor is the opaque last id of the
+//! previous page. Stable under inserts, unlike offsets.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::http::problem::{FieldError, Problem};
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PageQuery {
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+impl PageQuery {
+    /// (limit, id after which the page starts).
+    pub fn parse(&self) -> Result<(i64, Option<Uuid>), Problem> {
+        let limit = self.limit.unwrap_or(20);
+        if !(1..=100).contains(&limit) {
+            return Err(Problem::validation(vec![FieldError {
+                field: "limit".into(),
+                message: "must be 1 to 100".into(),
+            }]));
+        }
+        let after = match &self.cursor {
+            None => None,
+            Some(c) => Some(
+                URL_SAFE_NO_PAD
+                    .decode(c)
+                    .ok()
+                    .and_then(|b| Uuid::from_slice(&b).ok())
+                    .ok_or_else(|| {
+                        Problem::validation(vec![FieldError {
+                            field: "cursor".into(),
+                            message: "not a cursor returned by this API".into(),
+                        }])
+                    })?,
+            ),
+        };
+        Ok((limit, after))
+    }
+}
+
+/// One page of a list.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// Builds a page from up to `limit + 1` rows fetched after the cursor.
+    pub fn from_rows(mut rows: Vec<T>, limit: i64, id: impl Fn(&T) -> Uuid) -> Page<T> {
+        let more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let next_cursor = more
+            .then(|| {
+                rows.last()
+                    .map(|r| URL_SAFE_NO_PAD.encode(id(r).as_bytes()))
+            })
+            .flatten();
+        Page {
+            items: rows,
+            next_cursor,
+        }
+    }
+}

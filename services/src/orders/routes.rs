@@ -1,0 +1,94 @@
+//! Order endpoints: `POST /v1/checkout`, `GET /v1/orders`, `GET /v1/orders/{id}`.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use events::domain::users::Role;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::http::pagination::{Page, PageQuery};
+use crate::http::{ApiJson, AuthUser, ClientIp, Problem};
+use crate::orders::saga::{self, Buyer, CheckoutRequest, OrderView};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(list))
+        .route("/{id}", get(get_one))
+}
+
+/// `POST /v1/checkout`: the cart becomes an order (201), or the order this
+/// `Idempotency-Key` already made is returned (200). A declined payment, missing stock or a
+/// refused parcel gives an order with `status: "cancelled"` and a `cancel_reason`.
+pub async fn checkout(
+    State(app): State<AppState>,
+    user: AuthUser,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<CheckoutRequest>,
+) -> Result<(StatusCode, Json<OrderView>), Problem> {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| (1..=128).contains(&k.len()))
+        .ok_or_else(|| {
+            Problem::bad_request("an Idempotency-Key header (1-128 characters) is required")
+        })?
+        .to_owned();
+    let buyer = Buyer {
+        customer_id: user.user_id,
+        ip,
+    };
+    let (created, order) = saga::checkout(&app, buyer, &key, req).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(order)))
+}
+
+async fn get_one(
+    State(app): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<OrderView>, Problem> {
+    let mut conn = app.pool.acquire().await?;
+    let order = saga::load_order(&mut conn, id).await?;
+    match order {
+        Some(o)
+            if o.customer_id == user.user_id
+                || user.has(Role::Support)
+                || user.has(Role::Admin) =>
+        {
+            Ok(Json(o))
+        }
+        // Someone else's order is reported as missing, not forbidden.
+        _ => Err(Problem::not_found("no such order")),
+    }
+}
+
+async fn list(
+    State(app): State<AppState>,
+    user: AuthUser,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Page<OrderView>>, Problem> {
+    let (limit, after) = q.parse()?;
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM orders.orders WHERE customer_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3",
+    )
+    .bind(user.user_id)
+    .bind(after)
+    .bind(limit + 1)
+    .fetch_all(&app.pool)
+    .await?;
+    let mut conn = app.pool.acquire().await?;
+    let mut orders = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(o) = saga::load_order(&mut conn, id).await? {
+            orders.push(o);
+        }
+    }
+    Ok(Json(Page::from_rows(orders, limit, |o| o.order_id)))
+}

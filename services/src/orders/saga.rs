@@ -1,0 +1,467 @@
+//! The checkout saga. Each step is its own transaction in its own schema (as if the services
+//! ran apart), and each writes its events to the outbox with its change.
+
+use std::time::Duration;
+
+use events::domain::inventory::ReleaseReason;
+use events::domain::orders::{
+    CancelReason, CardRef, OrderCancelled, OrderConfirmed, OrderLine, OrderPlaced,
+};
+use events::{Country, Currency, Envelope, Money, Quantity, Sku};
+use ingest::outbox::enqueue;
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::cart;
+use crate::http::{FieldError, Problem};
+use crate::inventory::store::{self as inventory, InventoryError};
+use crate::payments::card::CardNumber;
+use crate::payments::store::{self as payments, Authorization};
+use crate::shipping::store::{self as shipping, ShippingError};
+
+const SOURCE: &str = "/shopstream/orders";
+/// How long stock stays reserved for an unfinished checkout.
+pub const RESERVATION_TTL: Duration = Duration::from_secs(15 * 60);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutRequest {
+    pub card_number: String,
+    pub billing_country: String,
+    pub shipping_country: String,
+    pub device_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderLineView {
+    pub product_id: Uuid,
+    pub sku: String,
+    pub quantity: i32,
+    pub unit_price: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderView {
+    pub order_id: Uuid,
+    pub customer_id: Uuid,
+    pub status: String,
+    pub cancel_reason: Option<String>,
+    pub lines: Vec<OrderLineView>,
+    pub subtotal: Money,
+    pub shipping: Money,
+    pub total: Money,
+    pub payment_id: Option<Uuid>,
+    pub shipment_id: Option<Uuid>,
+}
+
+/// Who is checking out, from where.
+pub struct Buyer {
+    pub customer_id: Uuid,
+    pub ip: String,
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> Problem {
+    Problem::validation(vec![FieldError {
+        field: field.into(),
+        message: message.into(),
+    }])
+}
+
+pub async fn load_order(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+) -> Result<Option<OrderView>, sqlx::Error> {
+    let Some(o) = sqlx::query(
+        "SELECT id, customer_id, status, cancel_reason, currency, subtotal_minor, shipping_minor, total_minor,
+                payment_id, shipment_id FROM orders.orders WHERE id = $1",
+    )
+    .bind(order_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let currency =
+        Currency::parse(o.try_get::<String, _>("currency")?.as_str()).unwrap_or(Currency::EUR);
+    let money =
+        |col: &str| -> Result<Money, sqlx::Error> { Ok(Money::new(o.try_get(col)?, currency)) };
+    let lines: Vec<(Uuid, String, i32, i64)> = sqlx::query_as(
+        "SELECT product_id, sku, quantity, unit_price_minor FROM orders.lines WHERE order_id = $1 ORDER BY sku",
+    )
+    .bind(order_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Some(OrderView {
+        order_id,
+        customer_id: o.try_get("customer_id")?,
+        status: o.try_get("status")?,
+        cancel_reason: o.try_get("cancel_reason")?,
+        lines: lines
+            .into_iter()
+            .map(|(product_id, sku, quantity, price)| OrderLineView {
+                product_id,
+                sku,
+                quantity,
+                unit_price: Money::new(price, currency),
+            })
+            .collect(),
+        subtotal: money("subtotal_minor")?,
+        shipping: money("shipping_minor")?,
+        total: money("total_minor")?,
+        payment_id: o.try_get("payment_id")?,
+        shipment_id: o.try_get("shipment_id")?,
+    }))
+}
+
+async fn history(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    status: &str,
+    detail: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO orders.history (order_id, status, detail) VALUES ($1, $2, $3)")
+        .bind(order_id)
+        .bind(status)
+        .bind(detail)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+fn reason_name(r: CancelReason) -> String {
+    serde_json::to_value(r)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+async fn cancel(
+    app: &AppState,
+    order_id: Uuid,
+    customer_id: Uuid,
+    reason: CancelReason,
+    detail: String,
+) -> Result<(), Problem> {
+    let mut tx = app.pool.begin().await?;
+    sqlx::query("UPDATE orders.orders SET status = 'cancelled', cancel_reason = $2, updated_at = now() WHERE id = $1")
+        .bind(order_id)
+        .bind(reason_name(reason))
+        .execute(&mut *tx)
+        .await?;
+    history(&mut tx, order_id, "cancelled", Some(&detail)).await?;
+    let event = OrderCancelled {
+        order_id,
+        customer_id,
+        reason,
+        detail: Some(detail),
+    };
+    enqueue(&mut tx, &Envelope::new(SOURCE, event)).await?;
+    tx.commit().await?;
+    metrics::counter!("shopstream_checkouts_total", "result" => "cancelled").increment(1);
+    Ok(())
+}
+
+async fn release_stock(app: &AppState, order_id: Uuid) -> Result<(), Problem> {
+    let mut tx = app.pool.begin().await?;
+    inventory::release(&mut tx, order_id, ReleaseReason::Compensation)
+        .await
+        .map_err(Problem::internal)?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Runs a checkout of the buyer's cart. Returns the order and whether this call created it
+/// (false: the idempotency key named an earlier order, returned as it is).
+pub async fn checkout(
+    app: &AppState,
+    buyer: Buyer,
+    key: &str,
+    req: CheckoutRequest,
+) -> Result<(bool, OrderView), Problem> {
+    let customer_id = buyer.customer_id;
+    let existing: Option<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM orders.orders WHERE customer_id = $1 AND idempotency_key = $2",
+    )
+    .bind(customer_id)
+    .bind(key)
+    .fetch_optional(&app.pool)
+    .await?;
+    if let Some(id) = existing {
+        let mut conn = app.pool.acquire().await?;
+        let view = load_order(&mut conn, id)
+            .await?
+            .ok_or_else(|| Problem::internal("order vanished"))?;
+        return Ok((false, view));
+    }
+
+    // Validate everything the client sent before anything is written.
+    let mut errors = Vec::new();
+    let card = CardNumber::parse(&req.card_number)
+        .map_err(|m| errors.push(("card_number", m.to_owned())))
+        .ok();
+    let billing = Country::parse(req.billing_country.clone())
+        .map_err(|e| errors.push(("billing_country", e.to_string())))
+        .ok();
+    let ship_to = Country::parse(req.shipping_country.clone())
+        .map_err(|e| errors.push(("shipping_country", e.to_string())))
+        .ok();
+    let (Some(card), Some(billing), Some(ship_to)) = (card, billing, ship_to) else {
+        return Err(Problem::validation(
+            errors
+                .into_iter()
+                .map(|(f, m)| FieldError {
+                    field: f.into(),
+                    message: m,
+                })
+                .collect(),
+        ));
+    };
+    let cart = cart::store::load(&app.pool, customer_id)
+        .await
+        .map_err(Problem::internal)?;
+    if cart.lines.is_empty() {
+        return Err(invalid("cart", "the cart is empty"));
+    }
+    if !cart.unavailable.is_empty() {
+        return Err(Problem::conflict(format!(
+            "products no longer for sale are in the cart: {:?}",
+            cart.unavailable
+        )));
+    }
+    let subtotal = cart
+        .subtotal
+        .ok_or_else(|| Problem::internal("priced cart without subtotal"))?;
+    let weight: u32 = cart
+        .lines
+        .iter()
+        .map(|l| l.weight_grams * l.quantity.get())
+        .sum();
+    let quote = shipping::quote(weight, &ship_to)
+        .map_err(|e| invalid("shipping_country", e.to_string()))?;
+    let shipping_cost = Money::new(quote.cost.amount_minor, subtotal.currency);
+    let total = subtotal
+        .checked_add(shipping_cost)
+        .ok_or_else(|| Problem::internal("overflow"))?;
+
+    // 1. Place the order.
+    let order_id = Uuid::now_v7();
+    let mut tx = app.pool.begin().await?;
+    let placed = sqlx::query(
+        "INSERT INTO orders.orders (id, customer_id, idempotency_key, status, currency, subtotal_minor, shipping_minor,
+            total_minor, billing_country, shipping_country)
+         VALUES ($1, $2, $3, 'placed', $4, $5, $6, $7, $8, $9) ON CONFLICT (customer_id, idempotency_key) DO NOTHING",
+    )
+    .bind(order_id)
+    .bind(customer_id)
+    .bind(key)
+    .bind(subtotal.currency.as_str())
+    .bind(subtotal.amount_minor)
+    .bind(shipping_cost.amount_minor)
+    .bind(total.amount_minor)
+    .bind(billing.as_str())
+    .bind(ship_to.as_str())
+    .execute(&mut *tx)
+    .await?;
+    if placed.rows_affected() == 0 {
+        // The same key raced in concurrently; that request owns the order.
+        tx.rollback().await?;
+        return Box::pin(checkout(app, buyer, key, req)).await;
+    }
+    for l in &cart.lines {
+        sqlx::query(
+            "INSERT INTO orders.lines (order_id, product_id, sku, quantity, unit_price_minor) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(order_id)
+        .bind(l.product_id)
+        .bind(l.sku.as_str())
+        .bind(l.quantity.get() as i32)
+        .bind(l.unit_price.amount_minor)
+        .execute(&mut *tx)
+        .await?;
+    }
+    history(&mut tx, order_id, "placed", None).await?;
+    let event = OrderPlaced {
+        order_id,
+        customer_id,
+        lines: cart
+            .lines
+            .iter()
+            .map(|l| OrderLine {
+                product_id: l.product_id,
+                sku: l.sku.clone(),
+                quantity: l.quantity,
+                unit_price: l.unit_price,
+            })
+            .collect(),
+        subtotal,
+        discount: Money::new(0, subtotal.currency),
+        shipping: shipping_cost,
+        tax: Money::new(0, subtotal.currency),
+        total,
+        coupon: None,
+        card: CardRef {
+            fingerprint: card.fingerprint(),
+            bin: card.bin(),
+            last4: card.last4(),
+            country: billing.clone(),
+        },
+        billing_country: billing,
+        shipping_country: ship_to.clone(),
+        ip: buyer.ip,
+        device_id: req.device_id.unwrap_or_else(|| "unknown".into()),
+    };
+    enqueue(&mut tx, &Envelope::new(SOURCE, event)).await?;
+    tx.commit().await?;
+
+    // 2. Reserve stock.
+    let wanted: Vec<(Sku, Quantity)> = cart
+        .lines
+        .iter()
+        .map(|l| (l.sku.clone(), l.quantity))
+        .collect();
+    let mut tx = app.pool.begin().await?;
+    match inventory::reserve(&mut tx, order_id, &wanted, RESERVATION_TTL).await {
+        Ok(()) => tx.commit().await?,
+        Err(InventoryError::OutOfStock(sku)) => {
+            tx.rollback().await?;
+            cancel(
+                app,
+                order_id,
+                customer_id,
+                CancelReason::OutOfStock,
+                format!("not enough stock of {sku}"),
+            )
+            .await?;
+            return finish(app, order_id).await;
+        }
+        Err(e) => {
+            tx.rollback().await?;
+            cancel(
+                app,
+                order_id,
+                customer_id,
+                CancelReason::OutOfStock,
+                "inventory failed".into(),
+            )
+            .await?;
+            return Err(Problem::internal(e));
+        }
+    }
+
+    // 3. Authorize the payment.
+    let auth =
+        payments::authorize(&app.pool, &app.gateway, order_id, customer_id, total, &card).await;
+    let payment_id = match auth {
+        Ok(Authorization::Authorized { payment_id }) => payment_id,
+        Ok(Authorization::Declined { reason, .. }) => {
+            release_stock(app, order_id).await?;
+            cancel(
+                app,
+                order_id,
+                customer_id,
+                CancelReason::PaymentDeclined,
+                format!("{reason:?}"),
+            )
+            .await?;
+            return finish(app, order_id).await;
+        }
+        Ok(Authorization::GatewayFailed { reason, .. }) => {
+            release_stock(app, order_id).await?;
+            cancel(
+                app,
+                order_id,
+                customer_id,
+                CancelReason::PaymentGatewayUnavailable,
+                format!("{reason:?}"),
+            )
+            .await?;
+            return finish(app, order_id).await;
+        }
+        Err(e) => {
+            release_stock(app, order_id).await?;
+            cancel(
+                app,
+                order_id,
+                customer_id,
+                CancelReason::PaymentGatewayUnavailable,
+                e.to_string(),
+            )
+            .await?;
+            return finish(app, order_id).await;
+        }
+    };
+
+    // 4. Create the shipment.
+    let mut tx = app.pool.begin().await?;
+    let shipment_id = match shipping::create(&mut tx, order_id, customer_id, &ship_to, weight).await
+    {
+        Ok(id) => {
+            tx.commit().await?;
+            id
+        }
+        Err(e) => {
+            tx.rollback().await?;
+            let detail = match &e {
+                ShippingError::Refused(why) => (*why).to_owned(),
+                other => other.to_string(),
+            };
+            if let Err(v) = payments::void(&app.pool, &app.gateway, order_id).await {
+                // The authorization stays; it lapses at the network. Say so loudly.
+                tracing::error!(%order_id, error = %v, "could not void the payment of a failed checkout");
+            }
+            release_stock(app, order_id).await?;
+            cancel(
+                app,
+                order_id,
+                customer_id,
+                CancelReason::ShippingUnavailable,
+                detail,
+            )
+            .await?;
+            return finish(app, order_id).await;
+        }
+    };
+
+    // 5. Confirm: stock leaves, payment is captured, cart is emptied.
+    let mut tx = app.pool.begin().await?;
+    inventory::commit(&mut tx, order_id)
+        .await
+        .map_err(Problem::internal)?;
+    payments::capture(&mut tx, order_id)
+        .await
+        .map_err(Problem::internal)?;
+    sqlx::query(
+        "UPDATE orders.orders SET status = 'confirmed', payment_id = $2, shipment_id = $3, updated_at = now() WHERE id = $1",
+    )
+    .bind(order_id)
+    .bind(payment_id)
+    .bind(shipment_id)
+    .execute(&mut *tx)
+    .await?;
+    history(&mut tx, order_id, "confirmed", None).await?;
+    sqlx::query("DELETE FROM carts.items WHERE user_id = $1")
+        .bind(customer_id)
+        .execute(&mut *tx)
+        .await?;
+    let event = OrderConfirmed {
+        order_id,
+        customer_id,
+        payment_id,
+        shipment_id,
+        total,
+    };
+    enqueue(&mut tx, &Envelope::new(SOURCE, event)).await?;
+    tx.commit().await?;
+    metrics::counter!("shopstream_checkouts_total", "result" => "confirmed").increment(1);
+    finish(app, order_id).await
+}
+
+async fn finish(app: &AppState, order_id: Uuid) -> Result<(bool, OrderView), Problem> {
+    let mut conn = app.pool.acquire().await?;
+    let view = load_order(&mut conn, order_id)
+        .await?
+        .ok_or_else(|| Problem::internal("order vanished"))?;
+    Ok((true, view))
+}

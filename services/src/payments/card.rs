@@ -1,0 +1,85 @@
+//! Card input: checked with Luhn, reduced at once to what may be kept (fingerprint, BIN,
+//! last four). The number itself goes no further than the gateway call.
+
+use sha2::{Digest, Sha256};
+
+/// A card number that passed the Luhn check.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CardNumber(String);
+
+impl std::fmt::Debug for CardNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CardNumber(****{})", self.last4())
+    }
+}
+
+impl CardNumber {
+    pub fn parse(raw: &str) -> Result<CardNumber, &'static str> {
+        let digits: String = raw.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+        if !(12..=19).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("must be 12 to 19 digits");
+        }
+        let sum: u32 = digits
+            .bytes()
+            .rev()
+            .enumerate()
+            .map(|(i, b)| {
+                let d = u32::from(b - b'0');
+                if i % 2 == 1 {
+                    let x = d * 2;
+                    if x > 9 { x - 9 } else { x }
+                } else {
+                    d
+                }
+            })
+            .sum();
+        if !sum.is_multiple_of(10) {
+            return Err("fails the Luhn check");
+        }
+        Ok(CardNumber(digits))
+    }
+
+    pub fn digits(&self) -> &str {
+        &self.0
+    }
+
+    pub fn bin(&self) -> String {
+        self.0[..6].to_owned()
+    }
+
+    pub fn last4(&self) -> String {
+        self.0[self.0.len() - 4..].to_owned()
+    }
+
+    /// Stable per card, not reversible: links orders paid with the same card.
+    pub fn fingerprint(&self) -> String {
+        let h = Sha256::digest(format!("shopstream-card:{}", self.0));
+        format!(
+            "fp_{}",
+            h[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn luhn_and_derived_values() {
+        let c = CardNumber::parse("4242 4242 4242 4242").unwrap();
+        assert_eq!(c.bin(), "424242");
+        assert_eq!(c.last4(), "4242");
+        assert_eq!(
+            c.fingerprint(),
+            CardNumber::parse("4242424242424242").unwrap().fingerprint()
+        );
+        assert!(!format!("{c:?}").contains("42424242"));
+        assert!(CardNumber::parse("4242424242424241").is_err());
+        assert!(CardNumber::parse("4242").is_err());
+        assert!(CardNumber::parse("4242x24242424242").is_err());
+    }
+}

@@ -1,0 +1,105 @@
+//! Payment endpoints under `/v1/payments`.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use events::domain::users::Role;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::http::{ApiJson, AuthUser, Problem, require_role};
+use crate::payments::store::{self, PaymentError};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/orders/{order_id}", get(get_payment))
+        .route("/orders/{order_id}/refund", post(refund))
+        .route("/simulator/outage", post(outage))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PaymentView {
+    pub payment_id: Uuid,
+    pub order_id: Uuid,
+    pub status: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub decline_reason: Option<String>,
+}
+
+async fn get_payment(
+    State(app): State<AppState>,
+    user: AuthUser,
+    Path(order_id): Path<Uuid>,
+) -> Result<Json<PaymentView>, Problem> {
+    let row: Option<(Uuid, Uuid, String, i64, String, Option<String>)> = sqlx::query_as(
+        "SELECT id, customer_id, status, amount_minor, currency, decline_reason FROM payments.payments WHERE order_id = $1",
+    )
+    .bind(order_id)
+    .fetch_optional(&app.pool)
+    .await?;
+    let Some((payment_id, customer, status, amount_minor, currency, decline_reason)) = row else {
+        return Err(Problem::not_found("no payment for this order"));
+    };
+    if customer != user.user_id && !user.has(Role::Support) && !user.has(Role::Admin) {
+        // Not found rather than forbidden: do not confirm that someone else's order exists.
+        return Err(Problem::not_found("no payment for this order"));
+    }
+    Ok(Json(PaymentView {
+        payment_id,
+        order_id,
+        status,
+        amount_minor,
+        currency,
+        decline_reason,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundRequest {
+    pub reason: String,
+}
+
+async fn refund(
+    State(app): State<AppState>,
+    user: AuthUser,
+    Path(order_id): Path<Uuid>,
+    ApiJson(req): ApiJson<RefundRequest>,
+) -> Result<StatusCode, Problem> {
+    require_role(&user, &[Role::Support, Role::Admin])?;
+    match store::refund(&app.pool, &app.gateway, order_id, &req.reason).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(PaymentError::NotFound(_)) => Err(Problem::not_found("no payment for this order")),
+        Err(e @ PaymentError::WrongState { .. }) => Err(Problem::conflict(e.to_string())),
+        Err(PaymentError::Gateway(f)) => Err(Problem::new(
+            StatusCode::BAD_GATEWAY,
+            "Payment gateway failed",
+            f.to_string(),
+        )),
+        Err(e) => Err(Problem::internal(e)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutageRequest {
+    pub seconds: u64,
+}
+
+/// Simulator control: every gateway call fails for the given time (admin only).
+async fn outage(
+    State(app): State<AppState>,
+    user: AuthUser,
+    ApiJson(req): ApiJson<OutageRequest>,
+) -> Result<StatusCode, Problem> {
+    require_role(&user, &[Role::Admin])?;
+    app.gateway
+        .simulator
+        .start_outage(Duration::from_secs(req.seconds.min(3600)));
+    Ok(StatusCode::NO_CONTENT)
+}

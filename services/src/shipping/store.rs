@@ -1,0 +1,168 @@
+//! Quotes and shipments.
+
+use chrono::Utc;
+use events::domain::shipping::{ShipmentCreated, ShipmentDelivered};
+use events::{Country, Currency, Envelope, Money};
+use ingest::outbox::{OutboxError, enqueue};
+use rand::Rng;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+const SOURCE: &str = "/shopstream/shipping";
+pub const CARRIER: &str = "carrier-simulator";
+
+const EU: &[&str] = &[
+    "AT", "BE", "BG", "CY", "CZ", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU", "IE", "IT", "LT",
+    "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK",
+];
+/// Destinations the simulated carrier refuses.
+const EMBARGOED: &[&str] = &["CU", "IR", "KP", "SY"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Quote {
+    pub zone: u8,
+    pub cost: Money,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShippingError {
+    #[error("the carrier does not ship to {0}")]
+    Unsupported(Country),
+    #[error("the carrier refused the parcel: {0}")]
+    Refused(&'static str),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+}
+
+/// Price of shipping `weight_grams` to `country`: zone 1 domestic (DE), 2 EU, 3 world;
+/// a base fee plus a fee per started kilogram.
+pub fn quote(weight_grams: u32, country: &Country) -> Result<Quote, ShippingError> {
+    let c = country.as_str();
+    if EMBARGOED.contains(&c) {
+        return Err(ShippingError::Unsupported(country.clone()));
+    }
+    let zone = if c == "DE" {
+        1
+    } else if EU.contains(&c) {
+        2
+    } else {
+        3
+    };
+    let (base, per_kg) = match zone {
+        1 => (495, 100),
+        2 => (995, 200),
+        _ => (1995, 500),
+    };
+    let kg = i64::from(weight_grams.div_ceil(1000).max(1));
+    Ok(Quote {
+        zone,
+        cost: Money::new(base + per_kg * (kg - 1), Currency::EUR),
+    })
+}
+
+/// Heaviest parcel the simulated carrier books; quotes do not check it, like real rate APIs.
+pub const MAX_PARCEL_GRAMS: u32 = 31_500;
+
+/// Creates the shipment of an order (once: a second call returns the first shipment).
+pub async fn create(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    customer_id: Uuid,
+    country: &Country,
+    weight_grams: u32,
+) -> Result<Uuid, ShippingError> {
+    let q = quote(weight_grams, country)?;
+    if weight_grams > MAX_PARCEL_GRAMS {
+        return Err(ShippingError::Refused("parcel over 31.5 kg"));
+    }
+    if let Some(id) = sqlx::query_scalar("SELECT id FROM shipping.shipments WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_optional(&mut *conn)
+        .await?
+    {
+        return Ok(id);
+    }
+    let id = Uuid::now_v7();
+    let tracking = format!("SIM{:09}", rand::rng().random_range(0..1_000_000_000u32));
+    sqlx::query(
+        "INSERT INTO shipping.shipments
+           (id, order_id, customer_id, carrier, service_level, country, zone, weight_grams, cost_minor, currency, tracking_number)
+         VALUES ($1, $2, $3, $4, 'standard', $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(id)
+    .bind(order_id)
+    .bind(customer_id)
+    .bind(CARRIER)
+    .bind(country.as_str())
+    .bind(i16::from(q.zone))
+    .bind(weight_grams as i32)
+    .bind(q.cost.amount_minor)
+    .bind(q.cost.currency.as_str())
+    .bind(&tracking)
+    .execute(&mut *conn)
+    .await?;
+    let event = ShipmentCreated {
+        shipment_id: id,
+        order_id,
+        customer_id,
+        carrier: CARRIER.into(),
+        service_level: "standard".into(),
+        destination_country: country.clone(),
+        zone: q.zone,
+        weight_grams,
+        cost: q.cost,
+        tracking_number: tracking,
+    };
+    enqueue(conn, &Envelope::new(SOURCE, event)).await?;
+    Ok(id)
+}
+
+/// Moves a shipment one step along its tracking; returns the new status.
+pub async fn advance(pool: &PgPool, shipment_id: Uuid) -> Result<Option<String>, ShippingError> {
+    let mut tx = pool.begin().await?;
+    let row: Option<(String, Uuid, Uuid)> = sqlx::query_as(
+        "UPDATE shipping.shipments SET updated_at = now(), status = CASE status
+            WHEN 'created' THEN 'in_transit' WHEN 'in_transit' THEN 'delivered' ELSE status END
+         WHERE id = $1 RETURNING status, order_id, customer_id",
+    )
+    .bind(shipment_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((status, order_id, customer_id)) = row else {
+        return Ok(None);
+    };
+    if status == "delivered" {
+        let event = ShipmentDelivered {
+            shipment_id,
+            order_id,
+            customer_id,
+            delivered_at: Utc::now(),
+        };
+        enqueue(&mut tx, &Envelope::new(SOURCE, event)).await?;
+    }
+    tx.commit().await?;
+    Ok(Some(status))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_follow_zone_and_weight() {
+        let de = Country::parse("DE").unwrap();
+        assert_eq!(
+            quote(500, &de).unwrap(),
+            Quote {
+                zone: 1,
+                cost: Money::new(495, Currency::EUR)
+            }
+        );
+        assert_eq!(quote(2500, &de).unwrap().cost.amount_minor, 695);
+        assert_eq!(quote(1000, &Country::parse("FR").unwrap()).unwrap().zone, 2);
+        assert_eq!(quote(1000, &Country::parse("US").unwrap()).unwrap().zone, 3);
+        assert!(quote(1000, &Country::parse("KP").unwrap()).is_err());
+    }
+}

@@ -1,0 +1,604 @@
+//! Catalog, inventory, cart and the checkout saga with each of its compensations, on real
+//! PostgreSQL; and 200 buyers racing for 10 units.
+
+use axum::http::{Method, StatusCode};
+use serde_json::{Value, json};
+use services::ServicesConfig;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::support::TestApp;
+
+const GOOD_CARD: &str = "4242 4242 4242 4242";
+
+/// A vendor's product with `stock` units; returns its id.
+async fn product(
+    app: &TestApp,
+    vendor: &str,
+    sku: &str,
+    price: i64,
+    stock: i64,
+    weight: i64,
+) -> String {
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/products",
+            Some(json!({
+                "sku": sku, "category": "apparel", "names": {"en": format!("Product {sku}"), "de": "Produkt"},
+                "attributes": {"colour": "red"}, "price": {"amount_minor": price, "currency": "EUR"},
+                "weight_grams": weight
+            })),
+            Some(vendor),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    let id = r.json["id"].as_str().unwrap().to_owned();
+    let r = app
+        .call(
+            Method::POST,
+            &format!("/v1/inventory/{sku}/adjust"),
+            Some(json!({"delta": stock, "reason": "receipt"})),
+            Some(vendor),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["available"], stock);
+    id
+}
+
+async fn add_to_cart(app: &TestApp, token: &str, product: &str, qty: i64) -> Value {
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/cart/items",
+            Some(json!({"product_id": product, "quantity": qty})),
+            Some(token),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    r.json
+}
+
+async fn checkout(
+    app: &TestApp,
+    token: &str,
+    key: &str,
+    card: &str,
+    country: &str,
+) -> (StatusCode, Value) {
+    let req = axum::http::Request::post("/v1/checkout")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .header("idempotency-key", key)
+        .body(axum::body::Body::from(
+            json!({"card_number": card, "billing_country": "DE", "shipping_country": country})
+                .to_string(),
+        ))
+        .unwrap();
+    let r = app.raw(req).await;
+    (r.status, r.json)
+}
+
+async fn stock(app: &TestApp, sku: &str) -> (i64, i64) {
+    sqlx::query_as("SELECT on_hand, reserved FROM inventory.stock WHERE sku = $1")
+        .bind(sku)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+async fn event_types(app: &TestApp) -> Vec<String> {
+    sqlx::query_scalar("SELECT event_type FROM outbox.events ORDER BY seq")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrations = false)]
+async fn catalog_rules_validation_ownership_paging_and_price_history(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let (_, vendor) = app.quick_user("vendor").await;
+    let (_, rival) = app.quick_user("vendor").await;
+    let (_, customer) = app.quick_user("customer").await;
+    let body = json!({"sku": "SHIRT-1", "category": "apparel", "names": {"en": "Shirt"},
+        "price": {"amount_minor": 1999, "currency": "EUR"}, "weight_grams": 200});
+    assert_eq!(
+        app.call(
+            Method::POST,
+            "/v1/products",
+            Some(body.clone()),
+            Some(&customer)
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.call(Method::POST, "/v1/products", Some(body.clone()), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/products",
+            Some(body.clone()),
+            Some(&vendor),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let id = r.json["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.call(Method::POST, "/v1/products", Some(body), Some(&vendor))
+            .await
+            .status,
+        StatusCode::CONFLICT
+    );
+
+    let bad = json!({"sku": "x", "category": "", "names": {}, "price": {"amount_minor": -5, "currency": "EUR"}, "weight_grams": 0});
+    let r = app
+        .call(Method::POST, "/v1/products", Some(bad), Some(&vendor))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.json);
+    let bad = json!({"sku": "OK-SKU", "category": "c", "names": {"en": "n"}, "price": {"amount_minor": -5, "currency": "EUR"}, "weight_grams": 0});
+    let r = app
+        .call(Method::POST, "/v1/products", Some(bad), Some(&vendor))
+        .await;
+    let fields: Vec<&str> = r.json["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["price.amount_minor", "weight_grams"]);
+
+    let patch = json!({"price": {"amount_minor": 1799, "currency": "EUR"}});
+    assert_eq!(
+        app.call(
+            Method::PATCH,
+            &format!("/v1/products/{id}"),
+            Some(patch.clone()),
+            Some(&rival)
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    let r = app
+        .call(
+            Method::PATCH,
+            &format!("/v1/products/{id}"),
+            Some(patch),
+            Some(&vendor),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json["price"]["amount_minor"], 1799);
+    assert_eq!(
+        app.count("SELECT count(*) FROM catalog.price_history")
+            .await,
+        2
+    );
+    assert_eq!(
+        event_types(&app).await,
+        ["product.created.v1", "price.changed.v1"]
+    );
+    assert_eq!(
+        app.call(
+            Method::GET,
+            &format!("/v1/products/{}", Uuid::now_v7()),
+            None,
+            None
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+
+    for i in 0..4 {
+        let b = json!({"sku": format!("PAGE-{i}"), "category": "paging", "names": {"en": "p"},
+            "price": {"amount_minor": 100, "currency": "EUR"}, "weight_grams": 1});
+        app.call(Method::POST, "/v1/products", Some(b), Some(&vendor))
+            .await;
+    }
+    let mut seen = Vec::new();
+    let mut uri = "/v1/products?category=paging&limit=3".to_owned();
+    loop {
+        let page = app.call(Method::GET, &uri, None, None).await.json;
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["sku"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => uri = format!("/v1/products?category=paging&limit=3&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["PAGE-0", "PAGE-1", "PAGE-2", "PAGE-3"]);
+    assert_eq!(
+        app.call(Method::GET, "/v1/products?limit=0", None, None)
+            .await
+            .status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        app.call(Method::GET, "/v1/products?cursor=garbage", None, None)
+            .await
+            .status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn carts_are_private_priced_by_the_server_and_refuse_bad_quantities(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let (_, vendor) = app.quick_user("vendor").await;
+    let p = product(&app, &vendor, "MUG-1", 850, 5, 300).await;
+    let (_, alice) = app.quick_user("customer").await;
+    let (_, bob) = app.quick_user("customer").await;
+    let cart = add_to_cart(&app, &alice, &p, 2).await;
+    assert_eq!(
+        cart["subtotal"],
+        json!({"amount_minor": 1700, "currency": "EUR"})
+    );
+    for qty in [0, -1, 101] {
+        let r = app
+            .call(
+                Method::POST,
+                "/v1/cart/items",
+                Some(json!({"product_id": p, "quantity": qty})),
+                Some(&alice),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "quantity {qty}");
+    }
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/cart/items",
+            Some(json!({"product_id": Uuid::now_v7(), "quantity": 1})),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/cart/items",
+            Some(json!({"product_id": p, "quantity": 1, "price": 1})),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "clients cannot send prices"
+    );
+    let bobs = app
+        .call(Method::GET, "/v1/cart", None, Some(&bob))
+        .await
+        .json;
+    assert_eq!(bobs["lines"], json!([]));
+    let r = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/cart/items/{p}"),
+            None,
+            Some(&bob),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::NOT_FOUND,
+        "bob cannot touch alice's cart"
+    );
+    let r = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/cart/items/{p}"),
+            None,
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(r.json["lines"], json!([]));
+    assert_eq!(
+        app.count("SELECT count(*) FROM outbox.events WHERE event_type LIKE 'cart.%'")
+            .await,
+        2
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_checkout_confirms_and_a_retry_returns_the_same_order(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let (_, vendor) = app.quick_user("vendor").await;
+    let p = product(&app, &vendor, "LAMP-1", 4999, 3, 1500).await;
+    let (buyer_id, buyer) = app.quick_user("customer").await;
+    add_to_cart(&app, &buyer, &p, 2).await;
+    let before = event_types(&app).await.len();
+
+    let (status, order) = checkout(&app, &buyer, "key-1", GOOD_CARD, "DE").await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    assert_eq!(order["status"], "confirmed");
+    assert_eq!(order["customer_id"], buyer_id.to_string());
+    assert_eq!(order["subtotal"]["amount_minor"], 9998);
+    assert_eq!(order["shipping"]["amount_minor"], 695, "3 kg to DE");
+    assert_eq!(order["total"]["amount_minor"], 10693);
+    assert_eq!(stock(&app, "LAMP-1").await, (1, 0));
+    let paid: String = sqlx::query_scalar("SELECT status FROM payments.payments")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(paid, "captured");
+    assert_eq!(app.count("SELECT count(*) FROM carts.items").await, 0);
+    let events = event_types(&app).await[before..].to_vec();
+    assert_eq!(
+        events,
+        [
+            "order.placed.v1",
+            "inventory.reserved.v1",
+            "payment.authorized.v1",
+            "shipment.created.v1",
+            "inventory.adjusted.v1",
+            "order.confirmed.v1"
+        ]
+    );
+
+    let (status, again) = checkout(&app, &buyer, "key-1", GOOD_CARD, "DE").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again, order);
+    assert_eq!(app.count("SELECT count(*) FROM orders.orders").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM payments.payments").await, 1);
+
+    // Someone else's order does not exist for you; your own does.
+    let (_, other) = app.quick_user("customer").await;
+    let id = order["order_id"].as_str().unwrap();
+    assert_eq!(
+        app.call(Method::GET, &format!("/v1/orders/{id}"), None, Some(&other))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.call(Method::GET, &format!("/v1/orders/{id}"), None, Some(&buyer))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.call(Method::GET, "/v1/orders", None, Some(&buyer))
+            .await
+            .json["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn bad_checkout_input_is_refused_before_anything_is_written(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let (_, vendor) = app.quick_user("vendor").await;
+    let p = product(&app, &vendor, "BOOK-1", 1200, 3, 400).await;
+    let (_, buyer) = app.quick_user("customer").await;
+    let (status, _) = checkout(&app, &buyer, "k", GOOD_CARD, "DE").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "empty cart");
+    add_to_cart(&app, &buyer, &p, 1).await;
+    let (status, body) = checkout(&app, &buyer, "k", "4242 4242 4242 4241", "Germany").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["card_number", "shipping_country"]);
+    let (status, _) = checkout(&app, &buyer, "k", GOOD_CARD, "KP").await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "no carrier to this destination"
+    );
+    let r = app.call(Method::POST, "/v1/checkout", Some(json!({"card_number": GOOD_CARD, "billing_country": "DE", "shipping_country": "DE"})), Some(&buyer)).await;
+    assert_eq!(
+        r.status,
+        StatusCode::BAD_REQUEST,
+        "Idempotency-Key is required"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM orders.orders").await, 0);
+    assert_eq!(stock(&app, "BOOK-1").await, (3, 0));
+}
+
+/// Each failing step of the saga and its compensation.
+#[sqlx::test(migrations = false)]
+async fn every_failed_step_is_compensated(pool: PgPool) {
+    let cfg = ServicesConfig {
+        payment_timeout_ms: 50,
+        ..ServicesConfig::default()
+    };
+    let app = TestApp::with_config(pool, cfg).await;
+    let (_, vendor) = app.quick_user("vendor").await;
+    let light = product(&app, &vendor, "LIGHT-1", 1000, 2, 500).await;
+    let heavy = product(&app, &vendor, "ANVIL-1", 9000, 2, 40_000).await;
+    let (_, buyer) = app.quick_user("customer").await;
+
+    // Stock step: more than there is.
+    add_to_cart(&app, &buyer, &light, 3).await;
+    let (_, o) = checkout(&app, &buyer, "oos", GOOD_CARD, "DE").await;
+    assert_eq!(
+        (o["status"].as_str(), o["cancel_reason"].as_str()),
+        (Some("cancelled"), Some("out_of_stock"))
+    );
+    assert_eq!(stock(&app, "LIGHT-1").await, (2, 0));
+    assert_eq!(
+        app.count("SELECT count(*) FROM payments.payments").await,
+        0,
+        "no payment attempted"
+    );
+    app.call(
+        Method::DELETE,
+        &format!("/v1/cart/items/{light}"),
+        None,
+        Some(&buyer),
+    )
+    .await;
+
+    // Payment step: a declined card, a gateway timeout, a processing error.
+    add_to_cart(&app, &buyer, &light, 1).await;
+    for (key, card, reason) in [
+        ("declined", "4000 0000 0000 9995", "payment_declined"),
+        (
+            "timeout",
+            "4000 0000 0000 0341",
+            "payment_gateway_unavailable",
+        ),
+        (
+            "error",
+            "4000 0000 0000 0119",
+            "payment_gateway_unavailable",
+        ),
+    ] {
+        let (_, o) = checkout(&app, &buyer, key, card, "DE").await;
+        assert_eq!(o["status"], "cancelled", "{key}");
+        assert_eq!(o["cancel_reason"], reason, "{key}");
+        assert_eq!(
+            stock(&app, "LIGHT-1").await,
+            (2, 0),
+            "{key}: stock released"
+        );
+    }
+    let failed: Vec<String> =
+        sqlx::query_scalar("SELECT decline_reason FROM payments.payments ORDER BY created_at")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        failed,
+        ["insufficient_funds", "gateway_timeout", "processing_error"]
+    );
+    app.call(
+        Method::DELETE,
+        &format!("/v1/cart/items/{light}"),
+        None,
+        Some(&buyer),
+    )
+    .await;
+
+    // Shipping step: the carrier refuses a 40 kg parcel after payment was authorized.
+    add_to_cart(&app, &buyer, &heavy, 1).await;
+    let (_, o) = checkout(&app, &buyer, "heavy", GOOD_CARD, "DE").await;
+    assert_eq!(
+        (o["status"].as_str(), o["cancel_reason"].as_str()),
+        (Some("cancelled"), Some("shipping_unavailable"))
+    );
+    assert_eq!(stock(&app, "ANVIL-1").await, (2, 0));
+    let voided: String =
+        sqlx::query_scalar("SELECT status FROM payments.payments WHERE amount_minor > 9000")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(voided, "voided");
+    let events = event_types(&app).await;
+    assert!(events.contains(&"payment.refunded.v1".to_owned()));
+    assert_eq!(
+        events.iter().filter(|e| *e == "order.cancelled.v1").count(),
+        5
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| *e == "inventory.released.v1")
+            .count(),
+        4
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM orders.orders WHERE status = 'confirmed'")
+            .await,
+        0
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_circuit_opens_after_five_gateway_faults(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let (_, vendor) = app.quick_user("vendor").await;
+    let p = product(&app, &vendor, "PEN-1", 300, 100, 20).await;
+    let (_, buyer) = app.quick_user("customer").await;
+    add_to_cart(&app, &buyer, &p, 1).await;
+    for i in 0..5 {
+        let (_, o) = checkout(
+            &app,
+            &buyer,
+            &format!("fault-{i}"),
+            "4000 0000 0000 0119",
+            "DE",
+        )
+        .await;
+        assert_eq!(o["cancel_reason"], "payment_gateway_unavailable");
+    }
+    // A good card now fails fast: the gateway is not even called.
+    let (_, o) = checkout(&app, &buyer, "good", GOOD_CARD, "DE").await;
+    assert_eq!(o["cancel_reason"], "payment_gateway_unavailable");
+    let reason: String = sqlx::query_scalar("SELECT decline_reason FROM payments.payments WHERE card_fingerprint <> (SELECT card_fingerprint FROM payments.payments LIMIT 1)")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(reason, "gateway_unavailable");
+}
+
+#[sqlx::test(migrations = false)]
+async fn two_hundred_buyers_for_ten_units_make_exactly_ten_orders(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let (_, vendor) = app.quick_user("vendor").await;
+    let p = product(&app, &vendor, "HOT-ITEM", 2500, 10, 100).await;
+    let mut buyers = Vec::new();
+    for _ in 0..200 {
+        let (_, token) = app.quick_user("customer").await;
+        add_to_cart(&app, &token, &p, 1).await;
+        buyers.push(token);
+    }
+    let tasks: Vec<_> = buyers
+        .into_iter()
+        .enumerate()
+        .map(|(i, token)| {
+            let router = app.router.clone();
+            tokio::spawn(async move {
+                let req = axum::http::Request::post("/v1/checkout")
+                    .header("authorization", format!("Bearer {token}"))
+                    .header("content-type", "application/json")
+                    .header("idempotency-key", format!("race-{i}"))
+                    .body(axum::body::Body::from(
+                        json!({"card_number": GOOD_CARD, "billing_country": "DE", "shipping_country": "DE"}).to_string(),
+                    ))
+                    .unwrap();
+                let resp = tower::ServiceExt::oneshot(router, req).await.unwrap();
+                resp.status()
+            })
+        })
+        .collect();
+    for status in futures::future::join_all(tasks).await {
+        assert_eq!(status.unwrap(), StatusCode::CREATED);
+    }
+    assert_eq!(
+        app.count("SELECT count(*) FROM orders.orders WHERE status = 'confirmed'")
+            .await,
+        10
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM orders.orders WHERE cancel_reason = 'out_of_stock'")
+            .await,
+        190
+    );
+    assert_eq!(stock(&app, "HOT-ITEM").await, (0, 0));
+    assert_eq!(
+        app.count("SELECT count(*) FROM payments.payments WHERE status = 'captured'")
+            .await,
+        10
+    );
+}
