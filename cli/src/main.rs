@@ -47,6 +47,9 @@ enum Command {
     Relay,
     /// Apply every service's database migrations and exit.
     Migrate,
+    /// Benchmarks against the local stack (prints a table; not a test).
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
     /// Kafka topics of the catalogue.
     #[command(subcommand)]
     Topics(cmd::topics::TopicsCommand),
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
             Command::Serve => cmd::serve::serve(&cfg).await,
             Command::Relay => cmd::serve::relay(&cfg).await,
             Command::Migrate => cmd::serve::migrate(&cfg).await,
+            Command::Bench(c) => cmd::bench::run(&cfg, c).await,
             Command::Topics(c) => cmd::topics::run(&cfg, c).await,
             Command::Events(c) => cmd::events::run(c),
             Command::Config(ConfigCommand::Show) => {

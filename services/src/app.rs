@@ -3,15 +3,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::{Router, middleware};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use tower_http::cors::CorsLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::auth::tokens::TokenKeys;
 use crate::auth::{self, LoginLimiter};
 use crate::http::Problem;
+use crate::http::layers::{Limits, RateLimiter, rate_limit, record_metrics};
 use crate::payments::breaker::CircuitBreaker;
 use crate::payments::simulator::GatewaySimulator;
 use crate::payments::store::Gateway;
@@ -33,6 +36,12 @@ pub struct ServicesConfig {
     pub payment_latency_ms: u64,
     /// How long the simulator's "timeout" test card hangs.
     pub payment_timeout_ms: u64,
+    /// Requests per second per client IP (burst twice that); 0 turns the limit off.
+    pub rate_limit_ip_per_sec: f64,
+    /// Requests per second per signed-in user (burst twice that); 0 turns it off.
+    pub rate_limit_user_per_sec: f64,
+    /// Origins allowed to call the API from a browser.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServicesConfig {
@@ -44,6 +53,12 @@ impl Default for ServicesConfig {
             body_limit_bytes: 1 << 20,
             payment_latency_ms: 2,
             payment_timeout_ms: 2_000,
+            rate_limit_ip_per_sec: 500.0,
+            rate_limit_user_per_sec: 50.0,
+            cors_origins: vec![
+                "http://localhost:3000".into(),
+                "http://127.0.0.1:3000".into(),
+            ],
         }
     }
 }
@@ -55,6 +70,7 @@ pub struct AppState {
     pub tokens: Arc<TokenKeys>,
     pub limiter: Arc<LoginLimiter>,
     pub gateway: Arc<Gateway>,
+    pub limits: Arc<Limits>,
 }
 
 impl AppState {
@@ -70,6 +86,16 @@ impl AppState {
                 Duration::from_secs(cfg.refresh_ttl_secs),
             )),
             limiter: Arc::new(LoginLimiter::default()),
+            limits: Arc::new(Limits {
+                per_ip: RateLimiter::new(
+                    cfg.rate_limit_ip_per_sec,
+                    cfg.rate_limit_ip_per_sec * 2.0,
+                ),
+                per_user: RateLimiter::new(
+                    cfg.rate_limit_user_per_sec,
+                    cfg.rate_limit_user_per_sec * 2.0,
+                ),
+            }),
             gateway: Arc::new(Gateway {
                 simulator: GatewaySimulator::new(
                     Duration::from_millis(cfg.payment_latency_ms),
@@ -91,11 +117,33 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     crate::shipping::migrator().run(pool).await?;
     crate::cart::migrator().run(pool).await?;
     crate::orders::migrator().run(pool).await?;
+    crate::users::migrator().run(pool).await?;
+    crate::reviews::migrator().run(pool).await?;
     Ok(())
 }
 
 /// All services under `/v1`.
 pub fn router(state: AppState, cfg: &ServicesConfig) -> Router {
+    let origins: Vec<HeaderValue> = cfg
+        .cors_origins
+        .iter()
+        .filter_map(|o| o.parse().ok())
+        .collect();
+    let cors = CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("idempotency-key"),
+        ])
+        .expose_headers([header::RETRY_AFTER, HeaderName::from_static("x-request-id")]);
     Router::new()
         .nest("/v1/auth", auth::routes())
         .nest("/v1/products", crate::catalog::routes())
@@ -105,13 +153,18 @@ pub fn router(state: AppState, cfg: &ServicesConfig) -> Router {
         .nest("/v1/payments", crate::payments::routes())
         .nest("/v1/shipping", crate::shipping::routes())
         .nest("/v1/orders", crate::orders::routes())
+        .nest("/v1/users", crate::users::routes())
+        .nest("/v1/reviews", crate::reviews::routes())
         .route(
             "/v1/checkout",
             axum::routing::post(crate::orders::routes::checkout),
         )
         .fallback(|| async { Problem::not_found("no such route") })
+        .route_layer(middleware::from_fn(record_metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), rate_limit))
         .with_state(state)
         .layer(DefaultBodyLimit::max(cfg.body_limit_bytes))
+        .layer(cors)
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }

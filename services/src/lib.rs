@@ -4,8 +4,8 @@
 //! strict JSON input, JWT authentication and roles, and the ops endpoints.
 //!
 //! Implemented so far: auth, catalog, inventory, cart (+ wishlist), payments (gateway
-//! simulator), shipping (carrier simulator), orders (checkout saga). Not yet: users
-//! (profiles, addresses), pricing promotions, reviews.
+//! simulator), shipping (carrier simulator), orders (checkout saga), users (profiles,
+//! addresses), reviews. Not yet: pricing promotions and coupons.
 
 pub mod app;
 pub mod auth;
@@ -15,6 +15,8 @@ pub mod http;
 pub mod inventory;
 pub mod orders;
 pub mod payments;
+pub mod reviews;
 pub mod shipping;
+pub mod users;
 
 pub use app::{AppState, ServicesConfig, migrate, router};

@@ -1,5 +1,6 @@
 //! One module per subcommand: argument types and the wiring behind them.
 
+pub mod bench;
 pub mod events;
 pub mod lifecycle;
 pub mod platform;

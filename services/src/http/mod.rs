@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod extract;
+pub mod layers;
 pub mod ops;
 pub mod pagination;
 pub mod problem;

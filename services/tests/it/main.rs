@@ -3,4 +3,6 @@
 
 mod auth;
 mod commerce;
+mod gateway;
+mod people;
 mod support;

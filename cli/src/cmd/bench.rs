@@ -1,0 +1,303 @@
+//! `shopstream bench checkout`: the services' throughput and latency against the local
+//! stack, over real HTTP on loopback. Full checkouts (add to cart, then the saga: order,
+//! reservation, payment simulator, shipment, confirmation, outbox) and product-detail GETs,
+//! with the outbox relay publishing to Kafka alongside. Prints a table; not a test.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde_json::json;
+use sqlx::Connection;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::cmd::lifecycle::stopped;
+use crate::cmd::platform;
+use crate::config::Config;
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Checkout orders/s and p50/p99, product GET req/s and p99 (targets: >= 1,500
+    /// checkouts/s with p99 < 50 ms; >= 20,000 GET/s with p99 < 10 ms). Uses a fresh
+    /// database that is dropped afterwards; build with --release for meaningful figures.
+    Checkout(CheckoutArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckoutArgs {
+    /// Seconds of checkout load.
+    #[arg(long, default_value_t = 20)]
+    duration: u64,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Distinct buyers (each checks out repeatedly).
+    #[arg(long, default_value_t = 512)]
+    buyers: usize,
+    /// Seconds of product-detail GET load.
+    #[arg(long, default_value_t = 10)]
+    get_duration: u64,
+}
+
+struct Stats {
+    count: usize,
+    elapsed: Duration,
+    p50: Duration,
+    p99: Duration,
+    errors: usize,
+}
+
+fn stats(mut lat: Vec<Duration>, elapsed: Duration, errors: usize) -> Stats {
+    lat.sort();
+    let pick = |q: f64| {
+        lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    Stats {
+        count: lat.len(),
+        elapsed,
+        p50: pick(0.50),
+        p99: pick(0.99),
+        errors,
+    }
+}
+
+pub async fn run(cfg: &Config, cmd: BenchCommand) -> anyhow::Result<ExitCode> {
+    let BenchCommand::Checkout(args) = cmd;
+    // A private database so the benchmark neither reads nor pollutes real data.
+    let name = format!("bench_{}", Uuid::now_v7().simple());
+    let mut admin = sqlx::PgConnection::connect(&cfg.database.url)
+        .await
+        .context("connecting to PostgreSQL")?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await?;
+    let mut bench_cfg = cfg.clone();
+    let (root, _) = cfg
+        .database
+        .url
+        .rsplit_once('/')
+        .context("database url has no name")?;
+    bench_cfg.database.url = format!("{root}/{name}");
+    bench_cfg.database.max_connections = (args.concurrency as u32 * 2).max(16);
+    // Every client comes from 127.0.0.1: the per-IP limit would measure itself.
+    bench_cfg.services.rate_limit_ip_per_sec = 0.0;
+    let result = bench(&bench_cfg, &args).await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await?;
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn bench(cfg: &Config, args: &CheckoutArgs) -> anyhow::Result<()> {
+    if args.concurrency == 0 || args.buyers < args.concurrency {
+        anyhow::bail!("need --concurrency >= 1 and --buyers >= --concurrency");
+    }
+    let pool = platform::connect_db(cfg).await?;
+    let state = services::AppState::new(pool.clone(), &cfg.services);
+    let tokens = state.tokens.clone();
+    let app = services::router(state, &cfg.services);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr: SocketAddr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server = tokio::spawn(
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stopped(stop_rx.clone()))
+        .into_future(),
+    );
+    let relay = platform::relay(cfg, pool.clone())?;
+    let relay_task = tokio::spawn(async move { relay.run(stopped(stop_rx)).await });
+
+    // Seed: one vendor, one product with plenty of stock, many buyers with sessions.
+    let vendor = Uuid::now_v7();
+    let product = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO catalog.products (id, sku, vendor_id, category, names, price_minor, currency, weight_grams)
+         VALUES ($1, 'BENCH-1', $2, 'bench', '{\"en\": \"Bench product\"}', 1999, 'EUR', 250)",
+    )
+    .bind(product)
+    .bind(vendor)
+    .execute(&pool)
+    .await?;
+    sqlx::query("INSERT INTO inventory.stock (sku, on_hand) VALUES ('BENCH-1', 1000000000)")
+        .execute(&pool)
+        .await?;
+    let mut buyer_tokens = Vec::with_capacity(args.buyers);
+    for _ in 0..args.buyers {
+        let (user, session) = (Uuid::now_v7(), Uuid::now_v7());
+        sqlx::query(
+            "INSERT INTO auth.users (id, email, password_hash, display_name, country) VALUES ($1, $2, 'x', 'Bench', 'DE')",
+        )
+        .bind(user)
+        .bind(format!("{user}@bench.invalid"))
+        .execute(&pool)
+        .await?;
+        sqlx::query("INSERT INTO auth.sessions (id, user_id, ip) VALUES ($1, $2, '127.0.0.1')")
+            .bind(session)
+            .bind(user)
+            .execute(&pool)
+            .await?;
+        buyer_tokens.push(tokens.issue_access(
+            user,
+            session,
+            &[events::domain::users::Role::Customer],
+        ));
+    }
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    let base = format!("http://{addr}");
+    eprintln!(
+        "seeded {} buyers; checkout load for {} s with {} clients",
+        args.buyers, args.duration, args.concurrency
+    );
+
+    // Checkouts: each client takes buyers round-robin so no two clients share a cart.
+    let deadline = Instant::now() + Duration::from_secs(args.duration);
+    let started = Instant::now();
+    let concurrency = args.concurrency;
+    let workers: Vec<_> = (0..concurrency)
+        .map(|w| {
+            let (client, base) = (client.clone(), base.clone());
+            let mine: Vec<String> = buyer_tokens.iter().skip(w).step_by(concurrency).cloned().collect();
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut errors = 0usize;
+                for token in mine.iter().cycle() {
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                    let add = client
+                        .post(format!("{base}/v1/cart/items"))
+                        .bearer_auth(token)
+                        .json(&json!({"product_id": product, "quantity": 1}))
+                        .send()
+                        .await;
+                    if !add.is_ok_and(|r| r.status().is_success()) {
+                        errors += 1;
+                        continue;
+                    }
+                    let t = Instant::now();
+                    let r = client
+                        .post(format!("{base}/v1/checkout"))
+                        .bearer_auth(token)
+                        .header("idempotency-key", Uuid::now_v7().to_string())
+                        .json(&json!({"card_number": "4242424242424242", "billing_country": "DE", "shipping_country": "DE"}))
+                        .send()
+                        .await;
+                    let ok = match r {
+                        Ok(r) if r.status().is_success() => r
+                            .json::<serde_json::Value>()
+                            .await
+                            .is_ok_and(|v| v["status"] == "confirmed"),
+                        _ => false,
+                    };
+                    if ok {
+                        lat.push(t.elapsed());
+                    } else {
+                        errors += 1;
+                    }
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for w in futures::future::join_all(workers).await {
+        let (l, e) = w?;
+        lat.extend(l);
+        errors += e;
+    }
+    let checkout = stats(lat, started.elapsed(), errors);
+
+    // Outbox drain: how long until every event of the run is in Kafka.
+    let drain_start = Instant::now();
+    loop {
+        let mut conn = pool.acquire().await?;
+        if ingest::outbox::pending_count(&mut conn).await? == 0 {
+            break;
+        }
+        if drain_start.elapsed() > Duration::from_secs(120) {
+            anyhow::bail!("the outbox did not drain within 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let drain = drain_start.elapsed();
+    let published: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox.events")
+        .fetch_one(&pool)
+        .await?;
+
+    // Product detail GETs.
+    let deadline = Instant::now() + Duration::from_secs(args.get_duration);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..args.concurrency)
+        .map(|_| {
+            let (client, url) = (client.clone(), format!("{base}/v1/products/{product}"));
+            tokio::spawn(async move {
+                let (mut lat, mut errors) = (Vec::new(), 0usize);
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    match client.get(&url).send().await {
+                        Ok(r) if r.status().is_success() => match r.bytes().await {
+                            Ok(_) => lat.push(t.elapsed()),
+                            Err(_) => errors += 1,
+                        },
+                        _ => errors += 1,
+                    }
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for w in futures::future::join_all(workers).await {
+        let (l, e) = w?;
+        lat.extend(l);
+        errors += e;
+    }
+    let get = stats(lat, started.elapsed(), errors);
+
+    let _ = stop_tx.send(true);
+    server.await??;
+    relay_task.await??;
+
+    let rate = |s: &Stats| s.count as f64 / s.elapsed.as_secs_f64();
+    println!(
+        "{:<22} {:>10} {:>10} {:>10} {:>8}  target",
+        "bench", "per s", "p50 ms", "p99 ms", "errors"
+    );
+    println!(
+        "{:<22} {:>10.0} {:>10.2} {:>10.2} {:>8}  >= 1500/s, p99 < 50 ms",
+        "checkout",
+        rate(&checkout),
+        checkout.p50.as_secs_f64() * 1e3,
+        checkout.p99.as_secs_f64() * 1e3,
+        checkout.errors
+    );
+    println!(
+        "{:<22} {:>10.0} {:>10.2} {:>10.2} {:>8}  >= 20000/s, p99 < 10 ms",
+        "product GET",
+        rate(&get),
+        get.p50.as_secs_f64() * 1e3,
+        get.p99.as_secs_f64() * 1e3,
+        get.errors
+    );
+    println!(
+        "outbox: {published} events of {} checkouts in Kafka {:.2} s after the load ended",
+        checkout.count,
+        drain.as_secs_f64()
+    );
+    Ok(())
+}
