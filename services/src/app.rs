@@ -119,6 +119,7 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     crate::orders::migrator().run(pool).await?;
     crate::users::migrator().run(pool).await?;
     crate::reviews::migrator().run(pool).await?;
+    crate::pricing::migrator().run(pool).await?;
     Ok(())
 }
 
@@ -155,6 +156,7 @@ pub fn router(state: AppState, cfg: &ServicesConfig) -> Router {
         .nest("/v1/orders", crate::orders::routes())
         .nest("/v1/users", crate::users::routes())
         .nest("/v1/reviews", crate::reviews::routes())
+        .nest("/v1/pricing", crate::pricing::routes())
         .route(
             "/v1/checkout",
             axum::routing::post(crate::orders::routes::checkout),

@@ -5,7 +5,7 @@
 //!
 //! Implemented so far: auth, catalog, inventory, cart (+ wishlist), payments (gateway
 //! simulator), shipping (carrier simulator), orders (checkout saga), users (profiles,
-//! addresses), reviews. Not yet: pricing promotions and coupons.
+//! addresses), reviews, pricing (promotions and coupons).
 
 pub mod app;
 pub mod auth;
@@ -15,6 +15,7 @@ pub mod http;
 pub mod inventory;
 pub mod orders;
 pub mod payments;
+pub mod pricing;
 pub mod reviews;
 pub mod shipping;
 pub mod users;

@@ -37,6 +37,9 @@ pub struct CheckoutArgs {
     /// Distinct buyers (each checks out repeatedly).
     #[arg(long, default_value_t = 512)]
     buyers: usize,
+    /// Products in the catalogue; each checkout buys a random one.
+    #[arg(long, default_value_t = 1000)]
+    products: usize,
     /// Seconds of product-detail GET load.
     #[arg(long, default_value_t = 10)]
     get_duration: u64,
@@ -100,6 +103,9 @@ async fn bench(cfg: &Config, args: &CheckoutArgs) -> anyhow::Result<()> {
     if args.concurrency == 0 || args.buyers < args.concurrency {
         anyhow::bail!("need --concurrency >= 1 and --buyers >= --concurrency");
     }
+    ingest::TopicAdmin::new(&cfg.kafka)?
+        .apply(&cfg.kafka.topic_names().plan())
+        .await?;
     let pool = platform::connect_db(cfg).await?;
     let state = services::AppState::new(pool.clone(), &cfg.services);
     let tokens = state.tokens.clone();
@@ -118,20 +124,30 @@ async fn bench(cfg: &Config, args: &CheckoutArgs) -> anyhow::Result<()> {
     let relay = platform::relay(cfg, pool.clone())?;
     let relay_task = tokio::spawn(async move { relay.run(stopped(stop_rx)).await });
 
-    // Seed: one vendor, one product with plenty of stock, many buyers with sessions.
+    // Seed: one vendor, `--products` products with plenty of stock, many buyers with
+    // sessions. Buyers pick products at random, so the figure is not one hot row's.
     let vendor = Uuid::now_v7();
-    let product = Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO catalog.products (id, sku, vendor_id, category, names, price_minor, currency, weight_grams)
-         VALUES ($1, 'BENCH-1', $2, 'bench', '{\"en\": \"Bench product\"}', 1999, 'EUR', 250)",
-    )
-    .bind(product)
-    .bind(vendor)
-    .execute(&pool)
-    .await?;
-    sqlx::query("INSERT INTO inventory.stock (sku, on_hand) VALUES ('BENCH-1', 1000000000)")
+    let mut products = Vec::with_capacity(args.products);
+    for i in 0..args.products {
+        let product = Uuid::now_v7();
+        let sku = format!("BENCH-{i:05}");
+        sqlx::query(
+            "INSERT INTO catalog.products (id, sku, vendor_id, category, names, price_minor, currency, weight_grams)
+             VALUES ($1, $2, $3, 'bench', '{\"en\": \"Bench product\"}', 1999, 'EUR', 250)",
+        )
+        .bind(product)
+        .bind(&sku)
+        .bind(vendor)
         .execute(&pool)
         .await?;
+        sqlx::query("INSERT INTO inventory.stock (sku, on_hand) VALUES ($1, 1000000000)")
+            .bind(&sku)
+            .execute(&pool)
+            .await?;
+        products.push(product);
+    }
+    let products = std::sync::Arc::new(products);
+    let product = products[0];
     let mut buyer_tokens = Vec::with_capacity(args.buyers);
     for _ in 0..args.buyers {
         let (user, session) = (Uuid::now_v7(), Uuid::now_v7());
@@ -168,7 +184,7 @@ async fn bench(cfg: &Config, args: &CheckoutArgs) -> anyhow::Result<()> {
     let concurrency = args.concurrency;
     let workers: Vec<_> = (0..concurrency)
         .map(|w| {
-            let (client, base) = (client.clone(), base.clone());
+            let (client, base, products) = (client.clone(), base.clone(), products.clone());
             let mine: Vec<String> = buyer_tokens.iter().skip(w).step_by(concurrency).cloned().collect();
             tokio::spawn(async move {
                 let mut lat = Vec::new();
@@ -180,7 +196,7 @@ async fn bench(cfg: &Config, args: &CheckoutArgs) -> anyhow::Result<()> {
                     let add = client
                         .post(format!("{base}/v1/cart/items"))
                         .bearer_auth(token)
-                        .json(&json!({"product_id": product, "quantity": 1}))
+                        .json(&json!({"product_id": products[rand::random_range(0..products.len())], "quantity": 1}))
                         .send()
                         .await;
                     if !add.is_ok_and(|r| r.status().is_success()) {
@@ -227,6 +243,10 @@ async fn bench(cfg: &Config, args: &CheckoutArgs) -> anyhow::Result<()> {
         let mut conn = pool.acquire().await?;
         if ingest::outbox::pending_count(&mut conn).await? == 0 {
             break;
+        }
+        if relay_task.is_finished() {
+            relay_task.await??;
+            anyhow::bail!("the outbox relay stopped before the outbox drained");
         }
         if drain_start.elapsed() > Duration::from_secs(120) {
             anyhow::bail!("the outbox did not drain within 120 s");

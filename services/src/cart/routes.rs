@@ -1,6 +1,6 @@
 //! Cart endpoints under `/v1/cart` and wishlist under `/v1/wishlist`.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -11,7 +11,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::cart::store::{self, Cart};
+use crate::cart::store::{self, Cart, CartError};
 use crate::catalog::store::products_by_id;
 use crate::http::{ApiJson, AuthUser, FieldError, Problem};
 
@@ -30,11 +30,32 @@ pub fn wishlist_routes() -> Router<AppState> {
         .route("/{product_id}", post(wish).delete(unwish))
 }
 
-async fn get_cart(State(app): State<AppState>, user: AuthUser) -> Result<Json<Cart>, Problem> {
-    store::load(&app.pool, user.user_id)
-        .await
-        .map(Json)
-        .map_err(Problem::internal)
+#[derive(Debug, Deserialize)]
+pub struct CartQuery {
+    pub coupon: Option<String>,
+}
+
+async fn get_cart(
+    State(app): State<AppState>,
+    user: AuthUser,
+    Query(q): Query<CartQuery>,
+) -> Result<Json<Cart>, Problem> {
+    priced(&app, &user, q.coupon.as_deref()).await
+}
+
+async fn priced(
+    app: &AppState,
+    user: &AuthUser,
+    coupon: Option<&str>,
+) -> Result<Json<Cart>, Problem> {
+    match store::load(&app.pool, user.user_id, coupon).await {
+        Ok(cart) => Ok(Json(cart)),
+        Err(CartError::InvalidCoupon) => Err(Problem::validation(vec![FieldError {
+            field: "coupon".into(),
+            message: "unknown or expired coupon".into(),
+        }])),
+        Err(e) => Err(Problem::internal(e)),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,7 +115,7 @@ async fn add_item(
     enqueue(&mut tx, &Envelope::new(SOURCE, event)).await?;
     tx.commit().await?;
     tracing::debug!(total, "cart line updated");
-    get_cart(State(app), user).await
+    priced(&app, &user, None).await
 }
 
 async fn remove_item(
@@ -125,7 +146,7 @@ async fn remove_item(
         enqueue(&mut tx, &Envelope::new(SOURCE, event)).await?;
     }
     tx.commit().await?;
-    get_cart(State(app), user).await
+    priced(&app, &user, None).await
 }
 
 async fn get_wishlist(

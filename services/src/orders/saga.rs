@@ -32,6 +32,7 @@ pub struct CheckoutRequest {
     pub billing_country: String,
     pub shipping_country: String,
     pub device_id: Option<String>,
+    pub coupon: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,8 +51,10 @@ pub struct OrderView {
     pub cancel_reason: Option<String>,
     pub lines: Vec<OrderLineView>,
     pub subtotal: Money,
+    pub discount: Money,
     pub shipping: Money,
     pub total: Money,
+    pub coupon: Option<String>,
     pub payment_id: Option<Uuid>,
     pub shipment_id: Option<Uuid>,
 }
@@ -74,8 +77,8 @@ pub async fn load_order(
     order_id: Uuid,
 ) -> Result<Option<OrderView>, sqlx::Error> {
     let Some(o) = sqlx::query(
-        "SELECT id, customer_id, status, cancel_reason, currency, subtotal_minor, shipping_minor, total_minor,
-                payment_id, shipment_id FROM orders.orders WHERE id = $1",
+        "SELECT id, customer_id, status, cancel_reason, currency, subtotal_minor, discount_minor, shipping_minor,
+                total_minor, coupon, payment_id, shipment_id FROM orders.orders WHERE id = $1",
     )
     .bind(order_id)
     .fetch_optional(&mut *conn)
@@ -108,8 +111,10 @@ pub async fn load_order(
             })
             .collect(),
         subtotal: money("subtotal_minor")?,
+        discount: money("discount_minor")?,
         shipping: money("shipping_minor")?,
         total: money("total_minor")?,
+        coupon: o.try_get("coupon")?,
         payment_id: o.try_get("payment_id")?,
         shipment_id: o.try_get("shipment_id")?,
     }))
@@ -218,9 +223,13 @@ pub async fn checkout(
                 .collect(),
         ));
     };
-    let cart = cart::store::load(&app.pool, customer_id)
-        .await
-        .map_err(Problem::internal)?;
+    let cart = match cart::store::load(&app.pool, customer_id, req.coupon.as_deref()).await {
+        Ok(c) => c,
+        Err(cart::store::CartError::InvalidCoupon) => {
+            return Err(invalid("coupon", "unknown or expired coupon"));
+        }
+        Err(e) => return Err(Problem::internal(e)),
+    };
     if cart.lines.is_empty() {
         return Err(invalid("cart", "the cart is empty"));
     }
@@ -230,9 +239,10 @@ pub async fn checkout(
             cart.unavailable
         )));
     }
-    let subtotal = cart
-        .subtotal
-        .ok_or_else(|| Problem::internal("priced cart without subtotal"))?;
+    let (Some(subtotal), Some(discount), Some(goods)) = (cart.subtotal, cart.discount, cart.total)
+    else {
+        return Err(Problem::internal("priced cart without totals"));
+    };
     let weight: u32 = cart
         .lines
         .iter()
@@ -241,7 +251,7 @@ pub async fn checkout(
     let quote = shipping::quote(weight, &ship_to)
         .map_err(|e| invalid("shipping_country", e.to_string()))?;
     let shipping_cost = Money::new(quote.cost.amount_minor, subtotal.currency);
-    let total = subtotal
+    let total = goods
         .checked_add(shipping_cost)
         .ok_or_else(|| Problem::internal("overflow"))?;
 
@@ -250,8 +260,9 @@ pub async fn checkout(
     let mut tx = app.pool.begin().await?;
     let placed = sqlx::query(
         "INSERT INTO orders.orders (id, customer_id, idempotency_key, status, currency, subtotal_minor, shipping_minor,
-            total_minor, billing_country, shipping_country)
-         VALUES ($1, $2, $3, 'placed', $4, $5, $6, $7, $8, $9) ON CONFLICT (customer_id, idempotency_key) DO NOTHING",
+            total_minor, billing_country, shipping_country, discount_minor, coupon)
+         VALUES ($1, $2, $3, 'placed', $4, $5, $6, $7, $8, $9, $10, $11)
+         ON CONFLICT (customer_id, idempotency_key) DO NOTHING",
     )
     .bind(order_id)
     .bind(customer_id)
@@ -262,6 +273,8 @@ pub async fn checkout(
     .bind(total.amount_minor)
     .bind(billing.as_str())
     .bind(ship_to.as_str())
+    .bind(discount.amount_minor)
+    .bind(&cart.coupon)
     .execute(&mut *tx)
     .await?;
     if placed.rows_affected() == 0 {
@@ -277,7 +290,7 @@ pub async fn checkout(
         .bind(l.product_id)
         .bind(l.sku.as_str())
         .bind(l.quantity.get() as i32)
-        .bind(l.unit_price.amount_minor)
+        .bind(l.unit_price.amount_minor - l.unit_discount.amount_minor)
         .execute(&mut *tx)
         .await?;
     }
@@ -292,15 +305,18 @@ pub async fn checkout(
                 product_id: l.product_id,
                 sku: l.sku.clone(),
                 quantity: l.quantity,
-                unit_price: l.unit_price,
+                unit_price: Money::new(
+                    l.unit_price.amount_minor - l.unit_discount.amount_minor,
+                    l.unit_price.currency,
+                ),
             })
             .collect(),
         subtotal,
-        discount: Money::new(0, subtotal.currency),
+        discount,
         shipping: shipping_cost,
         tax: Money::new(0, subtotal.currency),
         total,
-        coupon: None,
+        coupon: cart.coupon.clone(),
         card: CardRef {
             fingerprint: card.fingerprint(),
             bin: card.bin(),

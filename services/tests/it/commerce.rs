@@ -602,3 +602,135 @@ async fn two_hundred_buyers_for_ten_units_make_exactly_ten_orders(pool: PgPool) 
         10
     );
 }
+
+#[sqlx::test(migrations = false)]
+async fn promotions_and_coupons_are_applied_at_cart_and_checkout(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let (_, vendor) = app.quick_user("vendor").await;
+    let (_, admin) = app.quick_user("admin").await;
+    let p = product(&app, &vendor, "SALE-1", 2000, 10, 100).await;
+    let (_, buyer) = app.quick_user("customer").await;
+    let window = |days_from: i64, days_to: i64| {
+        let now = chrono::Utc::now();
+        (
+            now + chrono::Duration::days(days_from),
+            now + chrono::Duration::days(days_to),
+        )
+    };
+    let (s, e) = window(-1, 1);
+    let promo = json!({"name": "Apparel week", "kind": "percent", "value": 10, "category": "apparel", "starts_at": s, "ends_at": e});
+    assert_eq!(
+        app.call(
+            Method::POST,
+            "/v1/pricing/promotions",
+            Some(promo.clone()),
+            Some(&vendor)
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.call(
+            Method::POST,
+            "/v1/pricing/promotions",
+            Some(promo),
+            Some(&admin)
+        )
+        .await
+        .status,
+        StatusCode::CREATED
+    );
+    let coupon = json!({"name": "Five off", "kind": "fixed", "value": 500, "product_id": p, "coupon_code": "save5", "starts_at": s, "ends_at": e});
+    assert_eq!(
+        app.call(
+            Method::POST,
+            "/v1/pricing/promotions",
+            Some(coupon),
+            Some(&admin)
+        )
+        .await
+        .status,
+        StatusCode::CREATED
+    );
+    let (s2, e2) = window(-3, -2);
+    let expired = json!({"name": "Old", "kind": "percent", "value": 90, "coupon_code": "OLD90", "starts_at": s2, "ends_at": e2});
+    assert_eq!(
+        app.call(
+            Method::POST,
+            "/v1/pricing/promotions",
+            Some(expired),
+            Some(&admin)
+        )
+        .await
+        .status,
+        StatusCode::CREATED
+    );
+    let bad = json!({"name": "", "kind": "percent", "value": 150, "starts_at": e, "ends_at": s});
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/pricing/promotions",
+            Some(bad),
+            Some(&admin),
+        )
+        .await;
+    let fields: Vec<&str> = r.json["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["name", "value", "ends_at"]);
+
+    let cart = add_to_cart(&app, &buyer, &p, 2).await;
+    assert_eq!(
+        cart["lines"][0]["unit_discount"]["amount_minor"], 200,
+        "10% automatically"
+    );
+    assert_eq!(cart["total"]["amount_minor"], 3600);
+    let with_coupon = app
+        .call(Method::GET, "/v1/cart?coupon=SAVE5", None, Some(&buyer))
+        .await
+        .json;
+    assert_eq!(
+        with_coupon["lines"][0]["unit_discount"]["amount_minor"], 500,
+        "the better offer wins"
+    );
+    assert_eq!(with_coupon["discount"]["amount_minor"], 1000);
+    for code in ["NOPE", "OLD90"] {
+        let r = app
+            .call(
+                Method::GET,
+                &format!("/v1/cart?coupon={code}"),
+                None,
+                Some(&buyer),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{code}");
+    }
+
+    let req = axum::http::Request::post("/v1/checkout")
+        .header("authorization", format!("Bearer {buyer}"))
+        .header("content-type", "application/json")
+        .header("idempotency-key", "coupon")
+        .body(axum::body::Body::from(
+            json!({"card_number": GOOD_CARD, "billing_country": "DE", "shipping_country": "DE", "coupon": "save5"}).to_string(),
+        ))
+        .unwrap();
+    let order = app.raw(req).await.json;
+    assert_eq!(order["status"], "confirmed", "{order}");
+    assert_eq!(order["subtotal"]["amount_minor"], 4000);
+    assert_eq!(order["discount"]["amount_minor"], 1000);
+    assert_eq!(order["total"]["amount_minor"], 4000 - 1000 + 495);
+    assert_eq!(order["coupon"], "SAVE5");
+    let charged: i64 = sqlx::query_scalar("SELECT amount_minor FROM payments.payments")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(charged, 3495);
+    let history = app
+        .call(Method::GET, &format!("/v1/pricing/history/{p}"), None, None)
+        .await;
+    assert_eq!(history.json.as_array().unwrap().len(), 1);
+}
