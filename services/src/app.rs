@@ -13,6 +13,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 
 use crate::auth::tokens::TokenKeys;
 use crate::auth::{self, LoginLimiter};
+use crate::catalog::cache::ProductCache;
 use crate::http::Problem;
 use crate::http::layers::{Limits, RateLimiter, rate_limit, record_metrics};
 use crate::payments::breaker::CircuitBreaker;
@@ -71,6 +72,7 @@ pub struct AppState {
     pub limiter: Arc<LoginLimiter>,
     pub gateway: Arc<Gateway>,
     pub limits: Arc<Limits>,
+    pub product_cache: Arc<ProductCache>,
 }
 
 impl AppState {
@@ -86,6 +88,7 @@ impl AppState {
                 Duration::from_secs(cfg.refresh_ttl_secs),
             )),
             limiter: Arc::new(LoginLimiter::default()),
+            product_cache: Arc::new(ProductCache::default()),
             limits: Arc::new(Limits {
                 per_ip: RateLimiter::new(
                     cfg.rate_limit_ip_per_sec,
@@ -169,4 +172,21 @@ pub fn router(state: AppState, cfg: &ServicesConfig) -> Router {
         .layer(cors)
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// Background upkeep of the services until `stop` resolves: releases stock reservations of
+/// checkouts that never finished (a crashed or abandoned saga), every `every`.
+pub async fn upkeep(pool: PgPool, every: Duration, stop: impl std::future::Future<Output = ()>) {
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match crate::inventory::store::release_expired(&pool).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(released = n, "expired stock reservations released"),
+            Err(e) => tracing::warn!(error = %e, "releasing expired reservations failed"),
+        }
+    }
 }

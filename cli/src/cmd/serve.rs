@@ -2,6 +2,7 @@
 //! relay as separate processes (what `up` runs together).
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use services::http::ops;
@@ -18,9 +19,17 @@ pub async fn serve(cfg: &Config) -> anyhow::Result<ExitCode> {
     let pool = platform::connect_db(cfg).await?;
     let readiness = ops::Readiness::default();
     readiness.set("postgres", None);
-    let app = services::router(services::AppState::new(pool, &cfg.services), &cfg.services)
-        .merge(ops::router(prometheus, readiness));
+    let app = services::router(
+        services::AppState::new(pool.clone(), &cfg.services),
+        &cfg.services,
+    )
+    .merge(ops::router(prometheus, readiness));
     let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(services::upkeep(
+        pool,
+        Duration::from_secs(30),
+        stopped(stop_rx.clone()),
+    ));
     let mut server = tokio::spawn(ops::serve(cfg.http.addr, app, stopped(stop_rx)));
     tracing::info!(addr = %cfg.http.addr, "services listening; Ctrl-C stops them");
     tokio::select! {

@@ -66,6 +66,11 @@ pub async fn run(cfg: &Config, args: UpArgs) -> anyhow::Result<ExitCode> {
     )
     .merge(ops::router(prometheus, readiness.clone()));
     let server = tokio::spawn(ops::serve(cfg.http.addr, app, stopped(stop_rx.clone())));
+    let upkeep = tokio::spawn(services::upkeep(
+        pool.clone(),
+        Duration::from_secs(30),
+        stopped(stop_rx.clone()),
+    ));
 
     // Readiness follows the broker and the database.
     let probe = {
@@ -170,6 +175,7 @@ pub async fn run(cfg: &Config, args: UpArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let _ = progress.await;
+    let _ = upkeep.await;
     let _ = probe.await;
     server.await??;
     println!(

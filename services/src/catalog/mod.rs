@@ -3,6 +3,7 @@
 //! admins any. Emits `product.created`, `product.updated`, `price.changed`.
 //! Not yet: variants, images, search facets beyond category counts.
 
+pub mod cache;
 mod routes;
 pub mod store;
 

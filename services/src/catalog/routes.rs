@@ -2,8 +2,10 @@
 
 use std::collections::BTreeMap;
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use events::domain::catalog::{
@@ -169,17 +171,23 @@ async fn create(
     Ok((StatusCode::CREATED, Json(product)))
 }
 
-async fn get_one(
-    State(app): State<AppState>,
-    Path(id): Path<Uuid>,
-) -> Result<Json<Product>, Problem> {
-    let sql = format!("SELECT {COLUMNS} FROM catalog.products WHERE id = $1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_optional(&app.pool)
-        .await?
-        .ok_or_else(|| Problem::not_found("no such product"))?;
-    Ok(Json(from_row(&row)?))
+async fn get_one(State(app): State<AppState>, Path(id): Path<Uuid>) -> Result<Response, Problem> {
+    let body = match app.product_cache.get(id) {
+        Some(body) => body,
+        None => {
+            let sql = format!("SELECT {COLUMNS} FROM catalog.products WHERE id = $1");
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(id)
+                .fetch_optional(&app.pool)
+                .await?
+                .ok_or_else(|| Problem::not_found("no such product"))?;
+            let body =
+                Bytes::from(serde_json::to_vec(&from_row(&row)?).map_err(Problem::internal)?);
+            app.product_cache.put(id, body.clone());
+            body
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -309,5 +317,6 @@ async fn update(
         enqueue(&mut tx, &Envelope::new(SOURCE, event)).await?;
     }
     tx.commit().await?;
+    app.product_cache.forget(id);
     Ok(Json(p))
 }

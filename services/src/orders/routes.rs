@@ -16,6 +16,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(list))
         .route("/{id}", get(get_one))
+        .route("/{id}/history", get(history))
 }
 
 /// `POST /v1/checkout`: the cart becomes an order (201), or the order this
@@ -91,4 +92,35 @@ async fn list(
         }
     }
     Ok(Json(Page::from_rows(orders, limit, |o| o.order_id)))
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize, sqlx::FromRow)]
+pub struct HistoryEntry {
+    pub status: String,
+    pub detail: Option<String>,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The order's states over time (owner, support, admin).
+async fn history(
+    State(app): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Vec<HistoryEntry>>, Problem> {
+    let owner: Option<Uuid> =
+        sqlx::query_scalar("SELECT customer_id FROM orders.orders WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&app.pool)
+            .await?;
+    match owner {
+        Some(o) if o == user.user_id || user.has(Role::Support) || user.has(Role::Admin) => {}
+        _ => return Err(Problem::not_found("no such order")),
+    }
+    let entries = sqlx::query_as(
+        "SELECT status, detail, at FROM orders.history WHERE order_id = $1 ORDER BY at",
+    )
+    .bind(id)
+    .fetch_all(&app.pool)
+    .await?;
+    Ok(Json(entries))
 }

@@ -154,6 +154,8 @@ async fn catalog_rules_validation_ownership_paging_and_price_history(pool: PgPoo
         .collect();
     assert_eq!(fields, ["price.amount_minor", "weight_grams"]);
 
+    let cached = app.call(Method::GET, &format!("/v1/products/{id}"), None, None).await;
+    assert_eq!(cached.json["price"]["amount_minor"], 1999);
     let patch = json!({"price": {"amount_minor": 1799, "currency": "EUR"}});
     assert_eq!(
         app.call(
@@ -733,4 +735,68 @@ async fn promotions_and_coupons_are_applied_at_cart_and_checkout(pool: PgPool) {
         .call(Method::GET, &format!("/v1/pricing/history/{p}"), None, None)
         .await;
     assert_eq!(history.json.as_array().unwrap().len(), 1);
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_abandoned_checkouts_reservation_expires_and_history_is_kept(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let (_, vendor) = app.quick_user("vendor").await;
+    product(&app, &vendor, "RARE-1", 700, 1, 10).await;
+    // A saga that died after reserving: a held reservation already past its expiry.
+    let order = Uuid::now_v7();
+    let mut tx = app.pool.begin().await.unwrap();
+    let lines = [(
+        events::Sku::parse("RARE-1").unwrap(),
+        events::Quantity::new(1).unwrap(),
+    )];
+    services::inventory::store::reserve(&mut tx, order, &lines, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(stock(&app, "RARE-1").await, (1, 1));
+    assert_eq!(
+        services::inventory::store::release_expired(&app.pool)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(stock(&app, "RARE-1").await, (1, 0));
+
+    let p = app
+        .call(Method::GET, "/v1/products?limit=1", None, None)
+        .await
+        .json["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, buyer) = app.quick_user("customer").await;
+    add_to_cart(&app, &buyer, &p, 1).await;
+    let (_, o) = checkout(&app, &buyer, "h", "4000 0000 0000 0002", "DE").await;
+    let id = o["order_id"].as_str().unwrap();
+    let h = app
+        .call(
+            Method::GET,
+            &format!("/v1/orders/{id}/history"),
+            None,
+            Some(&buyer),
+        )
+        .await
+        .json;
+    let states: Vec<&str> = h
+        .as_array()
+        .unwrap_or_else(|| panic!("{h}"))
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["placed", "cancelled"]);
+    let (_, stranger) = app.quick_user("customer").await;
+    let r = app
+        .call(
+            Method::GET,
+            &format!("/v1/orders/{id}/history"),
+            None,
+            Some(&stranger),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
 }

@@ -5,4 +5,5 @@ mod auth;
 mod commerce;
 mod gateway;
 mod people;
+mod rbac;
 mod support;
