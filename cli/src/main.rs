@@ -47,6 +47,12 @@ enum Command {
     Relay,
     /// Apply every service's database migrations and exit.
     Migrate,
+    /// Print the services' OpenAPI document (or rewrite the committed services/openapi.json).
+    Openapi {
+        /// Write to this file instead of printing.
+        #[arg(long, value_name = "FILE")]
+        write: Option<PathBuf>,
+    },
     /// Benchmarks against the local stack (prints a table; not a test).
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
@@ -99,6 +105,17 @@ fn main() -> ExitCode {
             Command::Serve => cmd::serve::serve(&cfg).await,
             Command::Relay => cmd::serve::relay(&cfg).await,
             Command::Migrate => cmd::serve::migrate(&cfg).await,
+            Command::Openapi { write } => {
+                let json = services::openapi().to_pretty_json()? + "\n";
+                match write {
+                    Some(path) => {
+                        std::fs::write(&path, json)?;
+                        println!("wrote {}", path.display());
+                    }
+                    None => print!("{json}"),
+                }
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Bench(c) => cmd::bench::run(&cfg, c).await,
             Command::Topics(c) => cmd::topics::run(&cfg, c).await,
             Command::Events(c) => cmd::events::run(c),

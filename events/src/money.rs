@@ -74,6 +74,7 @@ impl JsonSchema for Currency {
 
 /// An amount of money in integer minor units (cents) of one currency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Money {
     /// Amount in minor units of `currency` (e.g. cents); negative only for credits.
@@ -283,4 +284,40 @@ mod tests {
         assert!(serde_json::from_str::<Sku>("\"SKU-001.RED\"").is_ok());
         assert!(serde_json::from_str::<Country>("\"de\"").is_err());
     }
+}
+
+/// OpenAPI schemas of the validated string and number types (the same rules as their
+/// JSON Schemas above).
+#[cfg(feature = "openapi")]
+mod openapi {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+
+    macro_rules! openapi_string {
+        ($($name:ident => $pattern:literal),+) => {$(
+            impl utoipa::PartialSchema for super::$name {
+                fn schema() -> RefOr<Schema> {
+                    ObjectBuilder::new().schema_type(Type::String).pattern(Some($pattern)).into()
+                }
+            }
+            impl utoipa::ToSchema for super::$name {}
+        )+};
+    }
+    openapi_string!(Currency => "^[A-Z]{3}$", Sku => "^[A-Z0-9][A-Z0-9._-]{2,63}$", Country => "^[A-Z]{2}$");
+
+    macro_rules! openapi_int {
+        ($($name:ident => $min:literal..$max:literal),+) => {$(
+            impl utoipa::PartialSchema for super::$name {
+                fn schema() -> RefOr<Schema> {
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some($min))
+                        .maximum(Some($max))
+                        .into()
+                }
+            }
+            impl utoipa::ToSchema for super::$name {}
+        )+};
+    }
+    openapi_int!(Rating => 1..5, FraudScore => 0..99);
 }

@@ -10,12 +10,16 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tower_http::cors::CorsLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::tokens::TokenKeys;
 use crate::auth::{self, LoginLimiter};
 use crate::catalog::cache::ProductCache;
 use crate::http::Problem;
 use crate::http::layers::{Limits, RateLimiter, rate_limit, record_metrics};
+use crate::http::openapi::ApiDoc;
 use crate::payments::breaker::CircuitBreaker;
 use crate::payments::simulator::GatewaySimulator;
 use crate::payments::store::Gateway;
@@ -126,7 +130,27 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     Ok(())
 }
 
-/// All services under `/v1`.
+/// Every service's routes with their OpenAPI description, before state and layers.
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/v1/auth", auth::routes())
+        .nest("/v1/users", crate::users::routes())
+        .nest("/v1/products", crate::catalog::routes())
+        .nest("/v1/inventory", crate::inventory::routes())
+        .nest("/v1", crate::cart::routes())
+        .nest("/v1", crate::orders::routes())
+        .nest("/v1/payments", crate::payments::routes())
+        .nest("/v1/shipping", crate::shipping::routes())
+        .nest("/v1/reviews", crate::reviews::routes())
+        .nest("/v1/pricing", crate::pricing::routes())
+}
+
+/// The OpenAPI document of every route (what `/openapi.json` serves).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().into_openapi()
+}
+
+/// All services under `/v1`, `/openapi.json` and Swagger UI at `/swagger-ui`.
 pub fn router(state: AppState, cfg: &ServicesConfig) -> Router {
     let origins: Vec<HeaderValue> = cfg
         .cors_origins
@@ -148,26 +172,13 @@ pub fn router(state: AppState, cfg: &ServicesConfig) -> Router {
             HeaderName::from_static("idempotency-key"),
         ])
         .expose_headers([header::RETRY_AFTER, HeaderName::from_static("x-request-id")]);
-    Router::new()
-        .nest("/v1/auth", auth::routes())
-        .nest("/v1/products", crate::catalog::routes())
-        .nest("/v1/inventory", crate::inventory::routes())
-        .nest("/v1/cart", crate::cart::routes())
-        .nest("/v1/wishlist", crate::cart::wishlist_routes())
-        .nest("/v1/payments", crate::payments::routes())
-        .nest("/v1/shipping", crate::shipping::routes())
-        .nest("/v1/orders", crate::orders::routes())
-        .nest("/v1/users", crate::users::routes())
-        .nest("/v1/reviews", crate::reviews::routes())
-        .nest("/v1/pricing", crate::pricing::routes())
-        .route(
-            "/v1/checkout",
-            axum::routing::post(crate::orders::routes::checkout),
-        )
+    let (routes, spec) = api().split_for_parts();
+    routes
         .fallback(|| async { Problem::not_found("no such route") })
         .route_layer(middleware::from_fn(record_metrics))
         .layer(middleware::from_fn_with_state(state.clone(), rate_limit))
         .with_state(state)
+        .merge(SwaggerUi::new("/swagger-ui").url("/openapi.json", spec))
         .layer(DefaultBodyLimit::max(cfg.body_limit_bytes))
         .layer(cors)
         .layer(PropagateRequestIdLayer::x_request_id())

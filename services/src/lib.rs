@@ -20,4 +20,4 @@ pub mod reviews;
 pub mod shipping;
 pub mod users;
 
-pub use app::{AppState, ServicesConfig, migrate, router, upkeep};
+pub use app::{AppState, ServicesConfig, migrate, openapi, router, upkeep};

@@ -16,6 +16,7 @@ pub struct Attribute {
 
 /// Whether a product can be bought.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ProductStatus {
     Draft,

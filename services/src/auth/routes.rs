@@ -1,9 +1,8 @@
 //! The auth endpoints under `/v1/auth`.
 
-use axum::extract::{Path, State};
+use axum::Json;
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
 use chrono::Utc;
 use events::domain::users::{Role, UserLoggedIn, UserRegistered};
 use events::{Country, Envelope};
@@ -11,24 +10,29 @@ use ingest::outbox::enqueue;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::app::AppState;
 use crate::auth::password;
 use crate::auth::tokens::{hash_refresh_token, new_refresh_token};
+use crate::http::extract::ApiPath;
+use crate::http::openapi::ProblemDoc;
 use crate::http::{ApiJson, AuthUser, ClientIp, FieldError, Problem, require_role};
 
 const SOURCE: &str = "/shopstream/auth";
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/register", post(register))
-        .route("/login", post(login))
-        .route("/refresh", post(refresh))
-        .route("/logout", post(logout))
-        .route("/me", get(me))
-        .route("/users/{id}/roles", put(set_roles))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(me))
+        .routes(routes!(set_roles))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     pub email: String,
@@ -37,7 +41,7 @@ pub struct RegisterRequest {
     pub country: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserView {
     pub user_id: Uuid,
     pub email: String,
@@ -84,6 +88,14 @@ fn parse_roles(names: &[String]) -> Vec<Role> {
         .collect()
 }
 
+#[utoipa::path(
+    post,
+    path = "/register",
+    tag = "auth",
+    summary = "Create a customer account",
+    request_body = RegisterRequest,
+    responses((status = 201, body = UserView), (status = 409, description = "conflict", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "invalid input, field by field", body = ProblemDoc, content_type = "application/problem+json"))
+)]
 async fn register(
     State(app): State<AppState>,
     ApiJson(req): ApiJson<RegisterRequest>,
@@ -153,7 +165,7 @@ async fn register(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub email: String,
@@ -161,7 +173,7 @@ pub struct LoginRequest {
     pub device_id: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenPair {
     pub access_token: String,
     pub token_type: String,
@@ -197,6 +209,14 @@ async fn issue_pair(
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/login",
+    tag = "auth",
+    summary = "Sign in: access and refresh tokens",
+    request_body = LoginRequest,
+    responses((status = 200, body = TokenPair), (status = 401, description = "not signed in, or the token is expired, forged or revoked", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "invalid input, field by field", body = ProblemDoc, content_type = "application/problem+json"), (status = 429, description = "rate limited; see Retry-After", body = ProblemDoc, content_type = "application/problem+json"))
+)]
 async fn login(
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -244,12 +264,20 @@ async fn login(
     Ok(Json(pair))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     pub refresh_token: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/refresh",
+    tag = "auth",
+    summary = "Rotate a refresh token (a reused one revokes the session)",
+    request_body = RefreshRequest,
+    responses((status = 200, body = TokenPair), (status = 401, description = "not signed in, or the token is expired, forged or revoked", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "invalid input, field by field", body = ProblemDoc, content_type = "application/problem+json"))
+)]
 async fn refresh(
     State(app): State<AppState>,
     ApiJson(req): ApiJson<RefreshRequest>,
@@ -300,6 +328,14 @@ async fn refresh(
     Ok(Json(pair))
 }
 
+#[utoipa::path(
+    post,
+    path = "/logout",
+    tag = "auth",
+    summary = "Revoke the session at once",
+    responses((status = 204, description = "session revoked"), (status = 401, description = "not signed in, or the token is expired, forged or revoked", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 async fn logout(State(app): State<AppState>, user: AuthUser) -> Result<StatusCode, Problem> {
     sqlx::query(
         "UPDATE auth.sessions SET revoked_at = now(), revoked_reason = 'logout'
@@ -311,6 +347,13 @@ async fn logout(State(app): State<AppState>, user: AuthUser) -> Result<StatusCod
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/me",
+    tag = "auth",
+    responses((status = 200, body = UserView), (status = 401, description = "not signed in, or the token is expired, forged or revoked", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 async fn me(State(app): State<AppState>, user: AuthUser) -> Result<Json<UserView>, Problem> {
     let (email, display_name, roles): (String, String, Vec<String>) =
         sqlx::query_as("SELECT email, display_name, roles FROM auth.users WHERE id = $1")
@@ -325,17 +368,27 @@ async fn me(State(app): State<AppState>, user: AuthUser) -> Result<Json<UserView
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RolesRequest {
     pub roles: Vec<Role>,
 }
 
 /// Admins grant roles; takes effect at the user's next login or refresh.
+#[utoipa::path(
+    put,
+    path = "/users/{id}/roles",
+    tag = "auth",
+    summary = "Grant roles (admin)",
+    request_body = RolesRequest,
+    params(("id" = Uuid, Path, description = "user id")),
+    responses((status = 200, body = UserView), (status = 401, description = "not signed in, or the token is expired, forged or revoked", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role does not allow this", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "not found", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "invalid input, field by field", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 async fn set_roles(
     State(app): State<AppState>,
     user: AuthUser,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<RolesRequest>,
 ) -> Result<Json<UserView>, Problem> {
     require_role(&user, &[Role::Admin])?;

@@ -4,7 +4,7 @@
 mod routes;
 pub mod store;
 
-pub use routes::{routes, wishlist_routes};
+pub use routes::routes;
 
 use sqlx::migrate::Migrator;
 

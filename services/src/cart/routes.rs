@@ -1,44 +1,59 @@
 //! Cart endpoints under `/v1/cart` and wishlist under `/v1/wishlist`.
 
-use axum::extract::{Path, Query, State};
+use axum::Json;
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
 use events::domain::cart::{CartItemAdded, CartItemRemoved};
 use events::{Envelope, Quantity};
 use ingest::outbox::enqueue;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::app::AppState;
 use crate::cart::store::{self, Cart, CartError};
 use crate::catalog::store::products_by_id;
+use crate::http::extract::{ApiPath, ApiQuery};
+use crate::http::openapi::ProblemDoc;
 use crate::http::{ApiJson, AuthUser, FieldError, Problem};
 
 const SOURCE: &str = "/shopstream/cart";
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(get_cart))
-        .route("/items", post(add_item))
-        .route("/items/{product_id}", delete(remove_item))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_cart))
+        .routes(routes!(add_item))
+        .routes(routes!(remove_item))
+        .merge(wishlist_routes())
 }
 
-pub fn wishlist_routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(get_wishlist))
-        .route("/{product_id}", post(wish).delete(unwish))
+fn wishlist_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_wishlist))
+        .routes(routes!(wish, unwish))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CartQuery {
     pub coupon: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/cart",
+    tag = "cart",
+    summary = "The caller's cart, priced by the server",
+    params(CartQuery),
+    responses((status = 200, body = Cart), (status = 401, description = "not signed in, or the token is expired, forged or revoked", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "invalid input, field by field", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 async fn get_cart(
     State(app): State<AppState>,
     user: AuthUser,
-    Query(q): Query<CartQuery>,
+    ApiQuery(q): ApiQuery<CartQuery>,
 ) -> Result<Json<Cart>, Problem> {
     priced(&app, &user, q.coupon.as_deref()).await
 }
@@ -58,13 +73,21 @@ async fn priced(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddItem {
     pub product_id: Uuid,
     pub quantity: i64,
 }
 
+#[utoipa::path(
+    post,
+    path = "/cart/items",
+    tag = "cart",
+    request_body = AddItem,
+    responses((status = 200, body = Cart), (status = 401, description = "not signed in, or the token is expired, forged or revoked", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "not found", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "invalid input, field by field", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 async fn add_item(
     State(app): State<AppState>,
     user: AuthUser,
@@ -118,10 +141,18 @@ async fn add_item(
     priced(&app, &user, None).await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/cart/items/{product_id}",
+    tag = "cart",
+    params(("product_id" = Uuid, Path, description = "product id")),
+    responses((status = 200, body = Cart), (status = 401, description = "not signed in, or the token is expired, forged or revoked", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "not found", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 async fn remove_item(
     State(app): State<AppState>,
     user: AuthUser,
-    Path(product_id): Path<Uuid>,
+    ApiPath(product_id): ApiPath<Uuid>,
 ) -> Result<Json<Cart>, Problem> {
     let mut tx = app.pool.begin().await?;
     let removed: Option<(String, i32)> = sqlx::query_as(
@@ -149,6 +180,13 @@ async fn remove_item(
     priced(&app, &user, None).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/wishlist",
+    tag = "cart",
+    responses((status = 200, body = Vec<Uuid>), (status = 401, description = "not signed in, or the token is expired, forged or revoked", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 async fn get_wishlist(
     State(app): State<AppState>,
     user: AuthUser,
@@ -162,10 +200,18 @@ async fn get_wishlist(
     Ok(Json(ids))
 }
 
+#[utoipa::path(
+    post,
+    path = "/wishlist/{product_id}",
+    tag = "cart",
+    params(("product_id" = Uuid, Path, description = "product id")),
+    responses((status = 204, description = "added"), (status = 401, description = "not signed in, or the token is expired, forged or revoked", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "not found", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 async fn wish(
     State(app): State<AppState>,
     user: AuthUser,
-    Path(product_id): Path<Uuid>,
+    ApiPath(product_id): ApiPath<Uuid>,
 ) -> Result<StatusCode, Problem> {
     if products_by_id(&app.pool, &[product_id]).await?.is_empty() {
         return Err(Problem::not_found("no such product"));
@@ -180,10 +226,18 @@ async fn wish(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/wishlist/{product_id}",
+    tag = "cart",
+    params(("product_id" = Uuid, Path, description = "product id")),
+    responses((status = 204, description = "removed"), (status = 401, description = "not signed in, or the token is expired, forged or revoked", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 async fn unwish(
     State(app): State<AppState>,
     user: AuthUser,
-    Path(product_id): Path<Uuid>,
+    ApiPath(product_id): ApiPath<Uuid>,
 ) -> Result<StatusCode, Problem> {
     sqlx::query("DELETE FROM carts.wishlist WHERE user_id = $1 AND product_id = $2")
         .bind(user.user_id)

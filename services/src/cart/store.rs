@@ -7,11 +7,12 @@ use uuid::Uuid;
 
 use crate::catalog::store::products_by_id;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CartLine {
     pub product_id: Uuid,
     pub sku: Sku,
     pub title: String,
+    #[schema(value_type = u32, minimum = 1)]
     pub quantity: Quantity,
     /// Catalog price of one unit.
     pub unit_price: Money,
@@ -22,7 +23,7 @@ pub struct CartLine {
     pub weight_grams: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Cart {
     pub lines: Vec<CartLine>,
     /// Products in the cart that can no longer be bought.

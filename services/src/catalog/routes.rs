@@ -2,12 +2,11 @@
 
 use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use events::domain::catalog::{
     Attribute, PriceChanged, ProductCreated, ProductStatus, ProductUpdated,
 };
@@ -17,20 +16,25 @@ use ingest::outbox::enqueue;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::app::AppState;
 use crate::catalog::store::{COLUMNS, Product, from_row};
+use crate::http::extract::{ApiPath, ApiQuery};
+use crate::http::openapi::ProblemDoc;
 use crate::http::pagination::{Page, PageQuery};
 use crate::http::{ApiJson, AuthUser, FieldError, Problem, require_role};
 
 const SOURCE: &str = "/shopstream/catalog";
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(list).post(create))
-        .route("/{id}", get(get_one).patch(update))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get_one, update))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProduct {
     pub sku: Sku,
@@ -94,6 +98,15 @@ fn attributes(map: &BTreeMap<String, String>) -> Vec<Attribute> {
         .collect()
 }
 
+#[utoipa::path(
+    post,
+    path = "/",
+    tag = "catalog",
+    summary = "Create a product (vendor, admin)",
+    request_body = NewProduct,
+    responses((status = 201, body = Product), (status = 401, description = "not signed in, or the token is expired, forged or revoked", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role does not allow this", body = ProblemDoc, content_type = "application/problem+json"), (status = 409, description = "conflict", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "invalid input, field by field", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 async fn create(
     State(app): State<AppState>,
     user: AuthUser,
@@ -171,7 +184,17 @@ async fn create(
     Ok((StatusCode::CREATED, Json(product)))
 }
 
-async fn get_one(State(app): State<AppState>, Path(id): Path<Uuid>) -> Result<Response, Problem> {
+#[utoipa::path(
+    get,
+    path = "/{id}",
+    tag = "catalog",
+    params(("id" = Uuid, Path, description = "product id")),
+    responses((status = 200, body = Product), (status = 404, description = "not found", body = ProblemDoc, content_type = "application/problem+json"))
+)]
+async fn get_one(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Response, Problem> {
     let body = match app.product_cache.get(id) {
         Some(body) => body,
         None => {
@@ -190,7 +213,8 @@ async fn get_one(State(app): State<AppState>, Path(id): Path<Uuid>) -> Result<Re
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     pub category: Option<String>,
     // Not `#[serde(flatten)]`: flattening breaks number parsing in query strings.
@@ -198,9 +222,17 @@ pub struct ListQuery {
     pub cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "catalog",
+    summary = "Active products, cursor-paged",
+    params(ListQuery),
+    responses((status = 200, body = Page<Product>), (status = 422, description = "invalid input, field by field", body = ProblemDoc, content_type = "application/problem+json"))
+)]
 async fn list(
     State(app): State<AppState>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Page<Product>>, Problem> {
     let (limit, after) = PageQuery {
         limit: q.limit,
@@ -222,7 +254,7 @@ async fn list(
     Ok(Json(Page::from_rows(products, limit, |p| p.id)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductPatch {
     pub names: Option<BTreeMap<String, String>>,
@@ -231,10 +263,20 @@ pub struct ProductPatch {
     pub status: Option<ProductStatus>,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/{id}",
+    tag = "catalog",
+    summary = "Edit a product (its vendor, admin)",
+    request_body = ProductPatch,
+    params(("id" = Uuid, Path, description = "product id")),
+    responses((status = 200, body = Product), (status = 401, description = "not signed in, or the token is expired, forged or revoked", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role does not allow this", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "not found", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "invalid input, field by field", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 async fn update(
     State(app): State<AppState>,
     user: AuthUser,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<ProductPatch>,
 ) -> Result<Json<Product>, Problem> {
     require_role(&user, &[Role::Vendor, Role::Admin])?;

@@ -77,3 +77,37 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
         ))
     }
 }
+
+/// Path parameters; a malformed one (say, not a UUID) is a 404 problem: no such resource.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|e| Problem::not_found(format!("no such resource: {}", e.body_text())))
+    }
+}
+
+/// Query parameters; a missing or malformed one is a 422 problem naming it.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(ApiQuery)
+            .map_err(|e| {
+                Problem::validation(vec![FieldError {
+                    field: e.path().to_string(),
+                    message: e.into_inner().to_string(),
+                }])
+            })
+    }
+}

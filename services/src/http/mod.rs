@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod extract;
 pub mod layers;
+pub mod openapi;
 pub mod ops;
 pub mod pagination;
 pub mod problem;

@@ -1,23 +1,27 @@
 //! Inventory endpoints under `/v1/inventory`.
 
-use axum::extract::{Path, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
+use axum::extract::State;
 use events::Sku;
 use events::domain::users::Role;
 use serde::{Deserialize, Serialize};
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::app::AppState;
+use crate::http::extract::ApiPath;
+use crate::http::openapi::ProblemDoc;
 use crate::http::{ApiJson, AuthUser, FieldError, Problem, require_role};
 use crate::inventory::store::{self, InventoryError};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/{sku}", get(get_level))
-        .route("/{sku}/adjust", post(adjust))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_level))
+        .routes(routes!(adjust))
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StockLevel {
     pub sku: String,
     pub on_hand: i64,
@@ -34,9 +38,16 @@ fn parse_sku(raw: String) -> Result<Sku, Problem> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/{sku}",
+    tag = "inventory",
+    params(("sku" = String, Path, description = "SKU")),
+    responses((status = 200, body = StockLevel), (status = 404, description = "not found", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "invalid input, field by field", body = ProblemDoc, content_type = "application/problem+json"))
+)]
 async fn get_level(
     State(app): State<AppState>,
-    Path(sku): Path<String>,
+    ApiPath(sku): ApiPath<String>,
 ) -> Result<Json<StockLevel>, Problem> {
     let sku = parse_sku(sku)?;
     let (on_hand, reserved) = store::level(&app.pool, &sku)
@@ -50,17 +61,27 @@ async fn get_level(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Adjust {
     pub delta: i64,
     pub reason: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/{sku}/adjust",
+    tag = "inventory",
+    summary = "Change stock on hand (vendor, admin)",
+    request_body = Adjust,
+    params(("sku" = String, Path, description = "SKU")),
+    responses((status = 200, body = StockLevel), (status = 401, description = "not signed in, or the token is expired, forged or revoked", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role does not allow this", body = ProblemDoc, content_type = "application/problem+json"), (status = 409, description = "conflict", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "invalid input, field by field", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 async fn adjust(
     State(app): State<AppState>,
     user: AuthUser,
-    Path(sku): Path<String>,
+    ApiPath(sku): ApiPath<String>,
     ApiJson(req): ApiJson<Adjust>,
 ) -> Result<Json<StockLevel>, Problem> {
     require_role(&user, &[Role::Vendor, Role::Admin])?;
@@ -82,5 +103,5 @@ async fn adjust(
         Err(e) => return Err(Problem::internal(e)),
     }
     tx.commit().await?;
-    get_level(State(app), Path(sku.to_string())).await
+    get_level(State(app), ApiPath(sku.to_string())).await
 }

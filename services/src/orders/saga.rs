@@ -25,7 +25,7 @@ const SOURCE: &str = "/shopstream/orders";
 /// How long stock stays reserved for an unfinished checkout.
 pub const RESERVATION_TTL: Duration = Duration::from_secs(15 * 60);
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutRequest {
     pub card_number: String,
@@ -35,7 +35,7 @@ pub struct CheckoutRequest {
     pub coupon: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderLineView {
     pub product_id: Uuid,
     pub sku: String,
@@ -43,7 +43,7 @@ pub struct OrderLineView {
     pub unit_price: Money,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderView {
     pub order_id: Uuid,
     pub customer_id: Uuid,

@@ -2,26 +2,30 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::Json;
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use events::domain::users::Role;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::app::AppState;
+use crate::http::extract::ApiPath;
+use crate::http::openapi::ProblemDoc;
 use crate::http::{ApiJson, AuthUser, Problem, require_role};
 use crate::payments::store::{self, PaymentError};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/orders/{order_id}", get(get_payment))
-        .route("/orders/{order_id}/refund", post(refund))
-        .route("/simulator/outage", post(outage))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_payment))
+        .routes(routes!(refund))
+        .routes(routes!(outage))
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PaymentView {
     pub payment_id: Uuid,
     pub order_id: Uuid,
@@ -31,10 +35,18 @@ pub struct PaymentView {
     pub decline_reason: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/orders/{order_id}",
+    tag = "payments",
+    params(("order_id" = Uuid, Path, description = "order id")),
+    responses((status = 200, body = PaymentView), (status = 401, description = "not signed in, or the token is expired, forged or revoked", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "not found", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 async fn get_payment(
     State(app): State<AppState>,
     user: AuthUser,
-    Path(order_id): Path<Uuid>,
+    ApiPath(order_id): ApiPath<Uuid>,
 ) -> Result<Json<PaymentView>, Problem> {
     let row: Option<(Uuid, Uuid, String, i64, String, Option<String>)> = sqlx::query_as(
         "SELECT id, customer_id, status, amount_minor, currency, decline_reason FROM payments.payments WHERE order_id = $1",
@@ -59,16 +71,26 @@ async fn get_payment(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefundRequest {
     pub reason: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/orders/{order_id}/refund",
+    tag = "payments",
+    summary = "Refund a captured payment (support, admin)",
+    request_body = RefundRequest,
+    params(("order_id" = Uuid, Path, description = "order id")),
+    responses((status = 204, description = "refunded"), (status = 401, description = "not signed in, or the token is expired, forged or revoked", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role does not allow this", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "not found", body = ProblemDoc, content_type = "application/problem+json"), (status = 409, description = "conflict", body = ProblemDoc, content_type = "application/problem+json"), (status = 502, description = "payment gateway failed", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 async fn refund(
     State(app): State<AppState>,
     user: AuthUser,
-    Path(order_id): Path<Uuid>,
+    ApiPath(order_id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<RefundRequest>,
 ) -> Result<StatusCode, Problem> {
     require_role(&user, &[Role::Support, Role::Admin])?;
@@ -85,13 +107,22 @@ async fn refund(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutageRequest {
     pub seconds: u64,
 }
 
 /// Simulator control: every gateway call fails for the given time (admin only).
+#[utoipa::path(
+    post,
+    path = "/simulator/outage",
+    tag = "payments",
+    summary = "Payment-gateway simulator: fail every call for a while (admin)",
+    request_body = OutageRequest,
+    responses((status = 204, description = "outage started"), (status = 401, description = "not signed in, or the token is expired, forged or revoked", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role does not allow this", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 async fn outage(
     State(app): State<AppState>,
     user: AuthUser,

@@ -1,26 +1,30 @@
 //! Promotion administration under `/v1/pricing` (admin) and price history (public).
 
-use axum::extract::{Path, State};
+use axum::Json;
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use events::domain::users::Role;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::app::AppState;
+use crate::http::extract::ApiPath;
+use crate::http::openapi::ProblemDoc;
 use crate::http::{ApiJson, AuthUser, FieldError, Problem, require_role};
 use crate::pricing::store::Promotion;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/promotions", get(list).post(create))
-        .route("/promotions/{id}", delete(deactivate))
-        .route("/history/{product_id}", get(history))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(deactivate))
+        .routes(routes!(history))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPromotion {
     pub name: String,
@@ -33,6 +37,15 @@ pub struct NewPromotion {
     pub ends_at: DateTime<Utc>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/promotions",
+    tag = "pricing",
+    summary = "Create a promotion or coupon (admin)",
+    request_body = NewPromotion,
+    responses((status = 201, body = Promotion), (status = 401, description = "not signed in, or the token is expired, forged or revoked", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role does not allow this", body = ProblemDoc, content_type = "application/problem+json"), (status = 409, description = "conflict", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "invalid input, field by field", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 async fn create(
     State(app): State<AppState>,
     user: AuthUser,
@@ -97,6 +110,13 @@ async fn create(
     Ok((StatusCode::CREATED, Json(promo)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/promotions",
+    tag = "pricing",
+    responses((status = 200, body = Vec<Promotion>), (status = 401, description = "not signed in, or the token is expired, forged or revoked", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role does not allow this", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 async fn list(
     State(app): State<AppState>,
     user: AuthUser,
@@ -110,10 +130,18 @@ async fn list(
     Ok(Json(promos))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/promotions/{id}",
+    tag = "pricing",
+    params(("id" = Uuid, Path, description = "promotion id")),
+    responses((status = 204, description = "deactivated"), (status = 401, description = "not signed in, or the token is expired, forged or revoked", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role does not allow this", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "not found", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 async fn deactivate(
     State(app): State<AppState>,
     user: AuthUser,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, Problem> {
     require_role(&user, &[Role::Admin])?;
     let done = sqlx::query("UPDATE pricing.promotions SET active = false WHERE id = $1")
@@ -126,16 +154,24 @@ async fn deactivate(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct PricePoint {
     pub price_minor: i64,
     pub currency: String,
     pub valid_from: DateTime<Utc>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/history/{product_id}",
+    tag = "pricing",
+    summary = "Base price history of a product",
+    params(("product_id" = Uuid, Path, description = "product id")),
+    responses((status = 200, body = Vec<PricePoint>), (status = 404, description = "not found", body = ProblemDoc, content_type = "application/problem+json"))
+)]
 async fn history(
     State(app): State<AppState>,
-    Path(product_id): Path<Uuid>,
+    ApiPath(product_id): ApiPath<Uuid>,
 ) -> Result<Json<Vec<PricePoint>>, Problem> {
     let points: Vec<PricePoint> = sqlx::query_as(
         "SELECT price_minor, currency, valid_from FROM catalog.price_history WHERE product_id = $1 ORDER BY valid_from",

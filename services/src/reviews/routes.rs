@@ -1,27 +1,31 @@
 //! Review endpoints under `/v1/reviews`.
 
-use axum::extract::{Query, State};
+use axum::Json;
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use events::domain::reviews::ReviewPosted;
 use events::{Envelope, Rating};
 use ingest::outbox::enqueue;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::app::AppState;
 use crate::catalog::store::products_by_id;
+use crate::http::extract::ApiQuery;
+use crate::http::openapi::ProblemDoc;
 use crate::http::pagination::{Page, PageQuery};
 use crate::http::{ApiJson, AuthUser, FieldError, Problem};
 
 const SOURCE: &str = "/shopstream/reviews";
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/", get(list).post(post_review))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list, post_review))
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Review {
     pub id: Uuid,
     pub product_id: Uuid,
@@ -31,7 +35,7 @@ pub struct Review {
     pub verified_purchase: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewReview {
     pub product_id: Uuid,
@@ -40,6 +44,14 @@ pub struct NewReview {
     pub body: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/",
+    tag = "reviews",
+    request_body = NewReview,
+    responses((status = 201, body = Review), (status = 401, description = "not signed in, or the token is expired, forged or revoked", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "not found", body = ProblemDoc, content_type = "application/problem+json"), (status = 409, description = "conflict", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "invalid input, field by field", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 async fn post_review(
     State(app): State<AppState>,
     user: AuthUser,
@@ -122,16 +134,24 @@ async fn post_review(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     pub product_id: Uuid,
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "reviews",
+    params(ListQuery),
+    responses((status = 200, body = Page<Review>), (status = 422, description = "invalid input, field by field", body = ProblemDoc, content_type = "application/problem+json"))
+)]
 async fn list(
     State(app): State<AppState>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Page<Review>>, Problem> {
     let (limit, after) = PageQuery {
         limit: q.limit,

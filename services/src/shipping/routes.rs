@@ -1,30 +1,42 @@
 //! Shipping endpoints under `/v1/shipping`.
 
-use axum::extract::{Path, Query, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
+use axum::extract::State;
 use events::Country;
 use events::domain::users::Role;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::app::AppState;
+use crate::http::extract::{ApiPath, ApiQuery};
+use crate::http::openapi::ProblemDoc;
 use crate::http::{AuthUser, FieldError, Problem, require_role};
 use crate::shipping::store::{self, Quote, ShippingError};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/quote", get(quote))
-        .route("/shipments/{id}/advance", post(advance))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(quote))
+        .routes(routes!(advance))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct QuoteQuery {
     pub weight_grams: u32,
     pub country: String,
 }
 
-async fn quote(Query(q): Query<QuoteQuery>) -> Result<Json<Quote>, Problem> {
+#[utoipa::path(
+    get,
+    path = "/quote",
+    tag = "shipping",
+    params(QuoteQuery),
+    responses((status = 200, body = Quote), (status = 422, description = "invalid input, field by field", body = ProblemDoc, content_type = "application/problem+json"))
+)]
+async fn quote(ApiQuery(q): ApiQuery<QuoteQuery>) -> Result<Json<Quote>, Problem> {
     let country = Country::parse(q.country).map_err(|e| {
         Problem::validation(vec![FieldError {
             field: "country".into(),
@@ -42,10 +54,19 @@ async fn quote(Query(q): Query<QuoteQuery>) -> Result<Json<Quote>, Problem> {
 }
 
 /// The carrier simulator's tracking update (support/admin drive it by hand or by script).
+#[utoipa::path(
+    post,
+    path = "/shipments/{id}/advance",
+    tag = "shipping",
+    summary = "Carrier simulator: next tracking step (support, admin)",
+    params(("id" = Uuid, Path, description = "shipment id")),
+    responses((status = 200, body = Object, description = "new tracking status"), (status = 401, description = "not signed in, or the token is expired, forged or revoked", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role does not allow this", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "not found", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 async fn advance(
     State(app): State<AppState>,
     user: AuthUser,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     require_role(&user, &[Role::Support, Role::Admin])?;
     let status = store::advance(&app.pool, id)

@@ -18,7 +18,9 @@ const EU: &[&str] = &[
 /// Destinations the simulated carrier refuses.
 const EMBARGOED: &[&str] = &["CU", "IR", "KP", "SY"];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 pub struct Quote {
     pub zone: u8,
     pub cost: Money,

@@ -1,26 +1,30 @@
 //! User endpoints under `/v1/users`.
 
-use axum::extract::{Path, State};
+use axum::Json;
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use axum::{Json, Router};
 use events::Country;
 use events::domain::users::Role;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::app::AppState;
+use crate::http::extract::ApiPath;
+use crate::http::openapi::ProblemDoc;
 use crate::http::{ApiJson, AuthUser, FieldError, Problem, require_role};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/me", get(me).patch(update_me))
-        .route("/me/addresses", get(addresses).post(add_address))
-        .route("/me/addresses/{id}", delete(delete_address))
-        .route("/{id}", get(profile_of))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(me, update_me))
+        .routes(routes!(addresses, add_address))
+        .routes(routes!(delete_address))
+        .routes(routes!(profile_of))
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Profile {
     pub user_id: Uuid,
     pub email: String,
@@ -30,7 +34,7 @@ pub struct Profile {
     pub preferences: serde_json::Value,
 }
 
-#[derive(Debug, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Address {
     pub id: Uuid,
     pub name: String,
@@ -75,14 +79,30 @@ async fn load(app: &AppState, user: Uuid) -> Result<Profile, Problem> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/me",
+    tag = "users",
+    responses((status = 200, body = Profile), (status = 401, description = "not signed in, or the token is expired, forged or revoked", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 async fn me(State(app): State<AppState>, user: AuthUser) -> Result<Json<Profile>, Problem> {
     load(&app, user.user_id).await.map(Json)
 }
 
+#[utoipa::path(
+    get,
+    path = "/{id}",
+    tag = "users",
+    summary = "Anyone's profile (support, admin)",
+    params(("id" = Uuid, Path, description = "user id")),
+    responses((status = 200, body = Profile), (status = 401, description = "not signed in, or the token is expired, forged or revoked", body = ProblemDoc, content_type = "application/problem+json"), (status = 403, description = "the role does not allow this", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "not found", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 async fn profile_of(
     State(app): State<AppState>,
     user: AuthUser,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<Profile>, Problem> {
     if id != user.user_id {
         require_role(&user, &[Role::Support, Role::Admin])?;
@@ -90,7 +110,7 @@ async fn profile_of(
     load(&app, id).await.map(Json)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfilePatch {
     pub display_name: Option<String>,
@@ -106,6 +126,14 @@ fn invalid(field: &str, message: &str) -> Problem {
     }])
 }
 
+#[utoipa::path(
+    patch,
+    path = "/me",
+    tag = "users",
+    request_body = ProfilePatch,
+    responses((status = 200, body = Profile), (status = 401, description = "not signed in, or the token is expired, forged or revoked", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "invalid input, field by field", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 async fn update_me(
     State(app): State<AppState>,
     user: AuthUser,
@@ -155,7 +183,7 @@ async fn update_me(
     load(&app, user.user_id).await.map(Json)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAddress {
     pub name: String,
@@ -168,6 +196,13 @@ pub struct NewAddress {
     pub is_default: bool,
 }
 
+#[utoipa::path(
+    get,
+    path = "/me/addresses",
+    tag = "users",
+    responses((status = 200, body = Vec<Address>), (status = 401, description = "not signed in, or the token is expired, forged or revoked", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 async fn addresses(
     State(app): State<AppState>,
     user: AuthUser,
@@ -182,6 +217,14 @@ async fn addresses(
     Ok(Json(rows))
 }
 
+#[utoipa::path(
+    post,
+    path = "/me/addresses",
+    tag = "users",
+    request_body = NewAddress,
+    responses((status = 201, body = Vec<Address>), (status = 401, description = "not signed in, or the token is expired, forged or revoked", body = ProblemDoc, content_type = "application/problem+json"), (status = 422, description = "invalid input, field by field", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 async fn add_address(
     State(app): State<AppState>,
     user: AuthUser,
@@ -237,10 +280,18 @@ async fn add_address(
     Ok((StatusCode::CREATED, Json(list)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/me/addresses/{id}",
+    tag = "users",
+    params(("id" = Uuid, Path, description = "address id")),
+    responses((status = 204, description = "deleted"), (status = 401, description = "not signed in, or the token is expired, forged or revoked", body = ProblemDoc, content_type = "application/problem+json"), (status = 404, description = "not found", body = ProblemDoc, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 async fn delete_address(
     State(app): State<AppState>,
     user: AuthUser,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, Problem> {
     let done = sqlx::query("DELETE FROM users.addresses WHERE id = $1 AND user_id = $2")
         .bind(id)

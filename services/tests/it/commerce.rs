@@ -154,7 +154,9 @@ async fn catalog_rules_validation_ownership_paging_and_price_history(pool: PgPoo
         .collect();
     assert_eq!(fields, ["price.amount_minor", "weight_grams"]);
 
-    let cached = app.call(Method::GET, &format!("/v1/products/{id}"), None, None).await;
+    let cached = app
+        .call(Method::GET, &format!("/v1/products/{id}"), None, None)
+        .await;
     assert_eq!(cached.json["price"]["amount_minor"], 1999);
     let patch = json!({"price": {"amount_minor": 1799, "currency": "EUR"}});
     assert_eq!(

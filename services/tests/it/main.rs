@@ -4,6 +4,7 @@
 mod auth;
 mod commerce;
 mod gateway;
+mod openapi;
 mod people;
 mod rbac;
 mod support;
