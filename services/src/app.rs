@@ -47,6 +47,8 @@ pub struct ServicesConfig {
     pub rate_limit_user_per_sec: f64,
     /// Origins allowed to call the API from a browser.
     pub cors_origins: Vec<String>,
+    /// Where uploaded files (product images) are stored.
+    pub data_dir: std::path::PathBuf,
 }
 
 impl Default for ServicesConfig {
@@ -64,6 +66,10 @@ impl Default for ServicesConfig {
                 "http://localhost:3000".into(),
                 "http://127.0.0.1:3000".into(),
             ],
+            data_dir: std::env::var_os("HOME")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir)
+                .join(".local/share/shopstream/data"),
         }
     }
 }
@@ -77,6 +83,8 @@ pub struct AppState {
     pub gateway: Arc<Gateway>,
     pub limits: Arc<Limits>,
     pub product_cache: Arc<ProductCache>,
+    /// Where uploaded files (product images) live.
+    pub data_dir: std::path::PathBuf,
 }
 
 impl AppState {
@@ -93,6 +101,7 @@ impl AppState {
             )),
             limiter: Arc::new(LoginLimiter::default()),
             product_cache: Arc::new(ProductCache::default()),
+            data_dir: cfg.data_dir.clone(),
             limits: Arc::new(Limits {
                 per_ip: RateLimiter::new(
                     cfg.rate_limit_ip_per_sec,
@@ -135,7 +144,10 @@ fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/v1/auth", auth::routes())
         .nest("/v1/users", crate::users::routes())
-        .nest("/v1/products", crate::catalog::routes())
+        .nest(
+            "/v1/products",
+            crate::catalog::routes().merge(crate::catalog::images::routes()),
+        )
         .nest("/v1/inventory", crate::inventory::routes())
         .nest("/v1", crate::cart::routes())
         .nest("/v1", crate::orders::routes())

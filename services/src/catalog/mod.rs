@@ -1,9 +1,11 @@
 //! catalog: products with SKU, multi-language names and descriptions, category, JSONB
 //! attributes, weight, vendor ownership and price history. Vendors edit their own products,
 //! admins any. Emits `product.created`, `product.updated`, `price.changed`.
-//! Not yet: variants, images, search facets beyond category counts.
+//! Images are files under the data dir; variants are products of their own that name the
+//! product they vary (`variant_of`); facets count categories and attribute values.
 
 pub mod cache;
+pub mod images;
 mod routes;
 pub mod store;
 

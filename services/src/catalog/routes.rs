@@ -13,14 +13,14 @@ use events::domain::catalog::{
 use events::domain::users::Role;
 use events::{Envelope, Money, Sku};
 use ingest::outbox::enqueue;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::AppState;
-use crate::catalog::store::{COLUMNS, Product, from_row};
+use crate::catalog::store::{COLUMNS, Product, enrich, from_row};
 use crate::http::extract::{ApiPath, ApiQuery};
 use crate::http::openapi::ProblemDoc;
 use crate::http::pagination::{Page, PageQuery};
@@ -32,6 +32,68 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
         .routes(routes!(get_one, update))
+        .routes(routes!(facets))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FacetQuery {
+    /// Restrict the attribute facets to one category.
+    pub category: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema, sqlx::FromRow)]
+pub struct FacetCount {
+    pub value: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema, sqlx::FromRow)]
+pub struct AttributeFacet {
+    pub name: String,
+    pub value: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Facets {
+    /// Active products per category.
+    pub categories: Vec<FacetCount>,
+    /// Active products per attribute value (within the category, when given).
+    pub attributes: Vec<AttributeFacet>,
+}
+
+/// Search facets: how many active products each category and attribute value has.
+#[utoipa::path(
+    get,
+    path = "/facets",
+    tag = "catalog",
+    params(FacetQuery),
+    responses((status = 200, body = Facets))
+)]
+async fn facets(
+    State(app): State<AppState>,
+    ApiQuery(q): ApiQuery<FacetQuery>,
+) -> Result<Json<Facets>, Problem> {
+    let categories = sqlx::query_as(
+        "SELECT category AS value, count(*) AS count FROM catalog.products
+         WHERE status = 'active' GROUP BY category ORDER BY count DESC, category",
+    )
+    .fetch_all(&app.pool)
+    .await?;
+    let attributes = sqlx::query_as(
+        "SELECT a.key AS name, a.value AS value, count(*) AS count
+         FROM catalog.products p, jsonb_each_text(p.attributes) a
+         WHERE p.status = 'active' AND ($1::text IS NULL OR p.category = $1)
+         GROUP BY a.key, a.value ORDER BY a.key, count DESC, a.value",
+    )
+    .bind(&q.category)
+    .fetch_all(&app.pool)
+    .await?;
+    Ok(Json(Facets {
+        categories,
+        attributes,
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -46,6 +108,8 @@ pub struct NewProduct {
     pub attributes: BTreeMap<String, String>,
     pub price: Money,
     pub weight_grams: i32,
+    /// Make this product a variant of another (same vendor; one level deep).
+    pub variant_of: Option<Uuid>,
 }
 
 fn err(field: &str, message: &str) -> FieldError {
@@ -126,12 +190,40 @@ async fn create(
     if !errors.is_empty() {
         return Err(Problem::validation(errors));
     }
+    if let Some(parent) = req.variant_of {
+        let row: Option<(Uuid, Option<Uuid>)> =
+            sqlx::query_as("SELECT vendor_id, variant_of FROM catalog.products WHERE id = $1")
+                .bind(parent)
+                .fetch_optional(&app.pool)
+                .await?;
+        match row {
+            None => {
+                return Err(Problem::validation(vec![err(
+                    "variant_of",
+                    "no such product",
+                )]));
+            }
+            Some((_, Some(_))) => {
+                return Err(Problem::validation(vec![err(
+                    "variant_of",
+                    "is itself a variant; name its parent",
+                )]));
+            }
+            Some((vendor, None)) if vendor != user.user_id && !user.has(Role::Admin) => {
+                return Err(Problem::forbidden(
+                    "variants belong to the vendor of their product",
+                ));
+            }
+            Some(_) => {}
+        }
+        app.product_cache.forget(parent);
+    }
     let id = Uuid::now_v7();
     let mut tx = app.pool.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO catalog.products
-           (id, sku, vendor_id, category, names, descriptions, attributes, price_minor, currency, weight_grams)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (sku) DO NOTHING",
+           (id, sku, vendor_id, category, names, descriptions, attributes, price_minor, currency, weight_grams, variant_of)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (sku) DO NOTHING",
     )
     .bind(id)
     .bind(req.sku.as_str())
@@ -143,6 +235,7 @@ async fn create(
     .bind(req.price.amount_minor)
     .bind(req.price.currency.as_str())
     .bind(req.weight_grams)
+    .bind(req.variant_of)
     .execute(&mut *tx)
     .await?;
     if inserted.rows_affected() == 0 {
@@ -180,6 +273,9 @@ async fn create(
         price: req.price,
         weight_grams: req.weight_grams,
         status: "active".into(),
+        variant_of: req.variant_of,
+        variants: Vec::new(),
+        images: Vec::new(),
     };
     Ok((StatusCode::CREATED, Json(product)))
 }
@@ -204,8 +300,9 @@ async fn get_one(
                 .fetch_optional(&app.pool)
                 .await?
                 .ok_or_else(|| Problem::not_found("no such product"))?;
-            let body =
-                Bytes::from(serde_json::to_vec(&from_row(&row)?).map_err(Problem::internal)?);
+            let mut product = [from_row(&row)?];
+            enrich(&app.pool, &mut product).await?;
+            let body = Bytes::from(serde_json::to_vec(&product[0]).map_err(Problem::internal)?);
             app.product_cache.put(id, body.clone());
             body
         }
@@ -250,7 +347,8 @@ async fn list(
         .bind(limit + 1)
         .fetch_all(&app.pool)
         .await?;
-    let products = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    let mut products = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    enrich(&app.pool, &mut products).await?;
     Ok(Json(Page::from_rows(products, limit, |p| p.id)))
 }
 

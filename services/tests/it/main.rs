@@ -2,6 +2,7 @@
 //! DATABASE_URL, set by scripts/test.sh), calling the real router in process.
 
 mod auth;
+mod catalog;
 mod commerce;
 mod gateway;
 mod openapi;
