@@ -62,13 +62,6 @@ fn parse_email(raw: &str) -> Option<String> {
     ok.then_some(email)
 }
 
-fn field(field: &str, message: &str) -> FieldError {
-    FieldError {
-        field: field.into(),
-        message: message.into(),
-    }
-}
-
 fn role_names(roles: &[Role]) -> Vec<String> {
     roles
         .iter()
@@ -103,19 +96,22 @@ async fn register(
     let mut errors = Vec::new();
     let email = parse_email(&req.email);
     if email.is_none() {
-        errors.push(field("email", "not a valid e-mail address"));
+        errors.push(FieldError::new("email", "not a valid e-mail address"));
     }
     let pw_len = req.password.chars().count();
     if !(10..=128).contains(&pw_len) {
-        errors.push(field("password", "must be 10 to 128 characters"));
+        errors.push(FieldError::new("password", "must be 10 to 128 characters"));
     }
     let name = req.display_name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 80 {
-        errors.push(field("display_name", "must be 1 to 80 characters"));
+        errors.push(FieldError::new(
+            "display_name",
+            "must be 1 to 80 characters",
+        ));
     }
     let country = Country::parse(req.country.clone());
     if let Err(e) = &country {
-        errors.push(field("country", &e.to_string()));
+        errors.push(FieldError::new("country", e.to_string()));
     }
     let (Some(email), Ok(country), true) = (email, country, errors.is_empty()) else {
         return Err(Problem::validation(errors));
@@ -393,7 +389,7 @@ async fn set_roles(
 ) -> Result<Json<UserView>, Problem> {
     require_role(&user, &[Role::Admin])?;
     if req.roles.is_empty() {
-        return Err(Problem::validation(vec![field(
+        return Err(Problem::validation(vec![FieldError::new(
             "roles",
             "at least one role",
         )]));

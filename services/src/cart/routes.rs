@@ -17,7 +17,7 @@ use crate::cart::store::{self, Cart, CartError};
 use crate::catalog::store::products_by_id;
 use crate::http::extract::{ApiPath, ApiQuery};
 use crate::http::openapi::ProblemDoc;
-use crate::http::{ApiJson, AuthUser, FieldError, Problem};
+use crate::http::{ApiJson, AuthUser, Problem};
 
 const SOURCE: &str = "/shopstream/cart";
 
@@ -65,10 +65,9 @@ async fn priced(
 ) -> Result<Json<Cart>, Problem> {
     match store::load(&app.pool, user.user_id, coupon).await {
         Ok(cart) => Ok(Json(cart)),
-        Err(CartError::InvalidCoupon) => Err(Problem::validation(vec![FieldError {
-            field: "coupon".into(),
-            message: "unknown or expired coupon".into(),
-        }])),
+        Err(CartError::InvalidCoupon) => {
+            Err(Problem::invalid("coupon", "unknown or expired coupon"))
+        }
         Err(e) => Err(Problem::internal(e)),
     }
 }
@@ -98,10 +97,7 @@ async fn add_item(
         .filter(|q| (1..=100).contains(q))
         .and_then(Quantity::new)
     else {
-        return Err(Problem::validation(vec![FieldError {
-            field: "quantity".into(),
-            message: "must be 1 to 100".into(),
-        }]));
+        return Err(Problem::invalid("quantity", "must be 1 to 100"));
     };
     let product = products_by_id(&app.pool, &[req.product_id])
         .await?
@@ -120,10 +116,7 @@ async fn add_item(
     .fetch_one(&mut *tx)
     .await
     .map_err(|e| match &e {
-        sqlx::Error::Database(d) if d.is_check_violation() => Problem::validation(vec![FieldError {
-            field: "quantity".into(),
-            message: "at most 100 of one product in a cart".into(),
-        }]),
+        sqlx::Error::Database(d) if d.is_check_violation() => Problem::invalid("quantity", "at most 100 of one product in a cart"),
         _ => Problem::internal(e),
     })?;
     let event = CartItemAdded {

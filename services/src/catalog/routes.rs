@@ -112,13 +112,6 @@ pub struct NewProduct {
     pub variant_of: Option<Uuid>,
 }
 
-fn err(field: &str, message: &str) -> FieldError {
-    FieldError {
-        field: field.into(),
-        message: message.into(),
-    }
-}
-
 fn check_common(
     errors: &mut Vec<FieldError>,
     names: Option<&BTreeMap<String, String>>,
@@ -128,7 +121,7 @@ fn check_common(
     if let Some(n) = names
         && (n.is_empty() || n.values().any(|v| v.trim().is_empty() || v.len() > 200))
     {
-        errors.push(err(
+        errors.push(FieldError::new(
             "names",
             "at least one language, each 1 to 200 characters",
         ));
@@ -136,12 +129,12 @@ fn check_common(
     if let Some(c) = category
         && (c.trim().is_empty() || c.len() > 100)
     {
-        errors.push(err("category", "must be 1 to 100 characters"));
+        errors.push(FieldError::new("category", "must be 1 to 100 characters"));
     }
     if let Some(p) = price
         && p.amount_minor <= 0
     {
-        errors.push(err("price.amount_minor", "must be positive"));
+        errors.push(FieldError::new("price.amount_minor", "must be positive"));
     }
 }
 
@@ -185,7 +178,7 @@ async fn create(
         Some(&req.price),
     );
     if req.weight_grams <= 0 {
-        errors.push(err("weight_grams", "must be positive"));
+        errors.push(FieldError::new("weight_grams", "must be positive"));
     }
     if !errors.is_empty() {
         return Err(Problem::validation(errors));
@@ -198,13 +191,13 @@ async fn create(
                 .await?;
         match row {
             None => {
-                return Err(Problem::validation(vec![err(
+                return Err(Problem::validation(vec![FieldError::new(
                     "variant_of",
                     "no such product",
                 )]));
             }
             Some((_, Some(_))) => {
-                return Err(Problem::validation(vec![err(
+                return Err(Problem::validation(vec![FieldError::new(
                     "variant_of",
                     "is itself a variant; name its parent",
                 )]));

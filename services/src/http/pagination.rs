@@ -6,7 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::http::problem::{FieldError, Problem};
+use crate::http::problem::Problem;
 
 #[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -22,10 +22,7 @@ impl PageQuery {
     pub fn parse(&self) -> Result<(i64, Option<Uuid>), Problem> {
         let limit = self.limit.unwrap_or(20);
         if !(1..=100).contains(&limit) {
-            return Err(Problem::validation(vec![FieldError {
-                field: "limit".into(),
-                message: "must be 1 to 100".into(),
-            }]));
+            return Err(Problem::invalid("limit", "must be 1 to 100"));
         }
         let after = match &self.cursor {
             None => None,
@@ -35,10 +32,7 @@ impl PageQuery {
                     .ok()
                     .and_then(|b| Uuid::from_slice(&b).ok())
                     .ok_or_else(|| {
-                        Problem::validation(vec![FieldError {
-                            field: "cursor".into(),
-                            message: "not a cursor returned by this API".into(),
-                        }])
+                        Problem::invalid("cursor", "not a cursor returned by this API")
                     })?,
             ),
         };

@@ -12,6 +12,15 @@ pub struct FieldError {
     pub message: String,
 }
 
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
 /// An HTTP error as problem+json.
 #[derive(Debug, Clone)]
 pub struct Problem {
@@ -46,6 +55,11 @@ impl Problem {
         );
         p.errors = errors;
         p
+    }
+
+    /// 422 for one bad field.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::validation(vec![FieldError::new(field, message)])
     }
 
     pub fn unauthorized(detail: impl Into<String>) -> Self {

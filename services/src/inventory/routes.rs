@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 use crate::http::extract::ApiPath;
 use crate::http::openapi::ProblemDoc;
-use crate::http::{ApiJson, AuthUser, FieldError, Problem, require_role};
+use crate::http::{ApiJson, AuthUser, Problem, require_role};
 use crate::inventory::store::{self, InventoryError};
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -30,12 +30,7 @@ pub struct StockLevel {
 }
 
 fn parse_sku(raw: String) -> Result<Sku, Problem> {
-    Sku::parse(raw).map_err(|e| {
-        Problem::validation(vec![FieldError {
-            field: "sku".into(),
-            message: e.to_string(),
-        }])
-    })
+    Sku::parse(raw).map_err(|e| Problem::invalid("sku", e.to_string()))
 }
 
 #[utoipa::path(
@@ -87,10 +82,10 @@ async fn adjust(
     require_role(&user, &[Role::Vendor, Role::Admin])?;
     let sku = parse_sku(sku)?;
     if req.delta == 0 || req.reason.trim().is_empty() {
-        return Err(Problem::validation(vec![FieldError {
-            field: if req.delta == 0 { "delta" } else { "reason" }.into(),
-            message: "must be non-zero / non-empty".into(),
-        }]));
+        return Err(Problem::invalid(
+            if req.delta == 0 { "delta" } else { "reason" },
+            "must be non-zero / non-empty",
+        ));
     }
     let mut tx = app.pool.begin().await?;
     match store::adjust(&mut tx, &sku, req.delta, &req.reason).await {

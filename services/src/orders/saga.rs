@@ -65,13 +65,6 @@ pub struct Buyer {
     pub ip: String,
 }
 
-fn invalid(field: &str, message: impl Into<String>) -> Problem {
-    Problem::validation(vec![FieldError {
-        field: field.into(),
-        message: message.into(),
-    }])
-}
-
 pub async fn load_order(
     conn: &mut PgConnection,
     order_id: Uuid,
@@ -226,12 +219,12 @@ pub async fn checkout(
     let cart = match cart::store::load(&app.pool, customer_id, req.coupon.as_deref()).await {
         Ok(c) => c,
         Err(cart::store::CartError::InvalidCoupon) => {
-            return Err(invalid("coupon", "unknown or expired coupon"));
+            return Err(Problem::invalid("coupon", "unknown or expired coupon"));
         }
         Err(e) => return Err(Problem::internal(e)),
     };
     if cart.lines.is_empty() {
-        return Err(invalid("cart", "the cart is empty"));
+        return Err(Problem::invalid("cart", "the cart is empty"));
     }
     if !cart.unavailable.is_empty() {
         return Err(Problem::conflict(format!(
@@ -249,7 +242,7 @@ pub async fn checkout(
         .map(|l| l.weight_grams * l.quantity.get())
         .sum();
     let quote = shipping::quote(weight, &ship_to)
-        .map_err(|e| invalid("shipping_country", e.to_string()))?;
+        .map_err(|e| Problem::invalid("shipping_country", e.to_string()))?;
     let shipping_cost = Money::new(quote.cost.amount_minor, subtotal.currency);
     let total = goods
         .checked_add(shipping_cost)
@@ -369,42 +362,22 @@ pub async fn checkout(
     // 3. Authorize the payment.
     let auth =
         payments::authorize(&app.pool, &app.gateway, order_id, customer_id, total, &card).await;
-    let payment_id = match auth {
-        Ok(Authorization::Authorized { payment_id }) => payment_id,
+    let authorized = match auth {
+        Ok(Authorization::Authorized { payment_id }) => Ok(payment_id),
         Ok(Authorization::Declined { reason, .. }) => {
-            release_stock(app, order_id).await?;
-            cancel(
-                app,
-                order_id,
-                customer_id,
-                CancelReason::PaymentDeclined,
-                format!("{reason:?}"),
-            )
-            .await?;
-            return finish(app, order_id).await;
+            Err((CancelReason::PaymentDeclined, format!("{reason:?}")))
         }
-        Ok(Authorization::GatewayFailed { reason, .. }) => {
+        Ok(Authorization::GatewayFailed { reason, .. }) => Err((
+            CancelReason::PaymentGatewayUnavailable,
+            format!("{reason:?}"),
+        )),
+        Err(e) => Err((CancelReason::PaymentGatewayUnavailable, e.to_string())),
+    };
+    let payment_id = match authorized {
+        Ok(id) => id,
+        Err((reason, detail)) => {
             release_stock(app, order_id).await?;
-            cancel(
-                app,
-                order_id,
-                customer_id,
-                CancelReason::PaymentGatewayUnavailable,
-                format!("{reason:?}"),
-            )
-            .await?;
-            return finish(app, order_id).await;
-        }
-        Err(e) => {
-            release_stock(app, order_id).await?;
-            cancel(
-                app,
-                order_id,
-                customer_id,
-                CancelReason::PaymentGatewayUnavailable,
-                e.to_string(),
-            )
-            .await?;
+            cancel(app, order_id, customer_id, reason, detail).await?;
             return finish(app, order_id).await;
         }
     };

@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 use crate::http::extract::{ApiPath, ApiQuery};
 use crate::http::openapi::ProblemDoc;
-use crate::http::{AuthUser, FieldError, Problem, require_role};
+use crate::http::{AuthUser, Problem, require_role};
 use crate::shipping::store::{self, Quote, ShippingError};
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -37,18 +37,11 @@ pub struct QuoteQuery {
     responses((status = 200, body = Quote), (status = 422, description = "invalid input, field by field", body = ProblemDoc, content_type = "application/problem+json"))
 )]
 async fn quote(ApiQuery(q): ApiQuery<QuoteQuery>) -> Result<Json<Quote>, Problem> {
-    let country = Country::parse(q.country).map_err(|e| {
-        Problem::validation(vec![FieldError {
-            field: "country".into(),
-            message: e.to_string(),
-        }])
-    })?;
+    let country =
+        Country::parse(q.country).map_err(|e| Problem::invalid("country", e.to_string()))?;
     match store::quote(q.weight_grams, &country) {
         Ok(quote) => Ok(Json(quote)),
-        Err(e @ ShippingError::Unsupported(_)) => Err(Problem::validation(vec![FieldError {
-            field: "country".into(),
-            message: e.to_string(),
-        }])),
+        Err(e @ ShippingError::Unsupported(_)) => Err(Problem::invalid("country", e.to_string())),
         Err(e) => Err(Problem::internal(e)),
     }
 }

@@ -119,13 +119,6 @@ pub struct ProfilePatch {
     pub preferences: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-fn invalid(field: &str, message: &str) -> Problem {
-    Problem::validation(vec![FieldError {
-        field: field.into(),
-        message: message.into(),
-    }])
-}
-
 #[utoipa::path(
     patch,
     path = "/me",
@@ -142,17 +135,23 @@ async fn update_me(
     if let Some(n) = &req.display_name
         && (n.trim().is_empty() || n.chars().count() > 80)
     {
-        return Err(invalid("display_name", "must be 1 to 80 characters"));
+        return Err(Problem::invalid(
+            "display_name",
+            "must be 1 to 80 characters",
+        ));
     }
     if let Some(l) = &req.locale
         && !(2..=10).contains(&l.len())
     {
-        return Err(invalid("locale", "a language tag such as en or de-CH"));
+        return Err(Problem::invalid(
+            "locale",
+            "a language tag such as en or de-CH",
+        ));
     }
     if let Some(p) = &req.phone
         && !(p.len() <= 20 && p.chars().all(|c| c.is_ascii_digit() || "+ -()".contains(c)))
     {
-        return Err(invalid(
+        return Err(Problem::invalid(
             "phone",
             "digits, spaces and + - ( ) only, at most 20",
         ));

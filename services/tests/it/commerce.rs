@@ -67,16 +67,8 @@ async fn checkout(
     card: &str,
     country: &str,
 ) -> (StatusCode, Value) {
-    let req = axum::http::Request::post("/v1/checkout")
-        .header("authorization", format!("Bearer {token}"))
-        .header("content-type", "application/json")
-        .header("idempotency-key", key)
-        .body(axum::body::Body::from(
-            json!({"card_number": card, "billing_country": "DE", "shipping_country": country})
-                .to_string(),
-        ))
-        .unwrap();
-    let r = app.raw(req).await;
+    let body = json!({"card_number": card, "billing_country": "DE", "shipping_country": country});
+    let r = app.checkout(token, key, &body).await;
     (r.status, r.json)
 }
 
@@ -573,14 +565,7 @@ async fn two_hundred_buyers_for_ten_units_make_exactly_ten_orders(pool: PgPool) 
         .map(|(i, token)| {
             let router = app.router.clone();
             tokio::spawn(async move {
-                let req = axum::http::Request::post("/v1/checkout")
-                    .header("authorization", format!("Bearer {token}"))
-                    .header("content-type", "application/json")
-                    .header("idempotency-key", format!("race-{i}"))
-                    .body(axum::body::Body::from(
-                        json!({"card_number": GOOD_CARD, "billing_country": "DE", "shipping_country": "DE"}).to_string(),
-                    ))
-                    .unwrap();
+                let req = TestApp::checkout_request(&token, &format!("race-{i}"), &json!({"card_number": GOOD_CARD, "billing_country": "DE", "shipping_country": "DE"}));
                 let resp = tower::ServiceExt::oneshot(router, req).await.unwrap();
                 resp.status()
             })
@@ -714,15 +699,7 @@ async fn promotions_and_coupons_are_applied_at_cart_and_checkout(pool: PgPool) {
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{code}");
     }
 
-    let req = axum::http::Request::post("/v1/checkout")
-        .header("authorization", format!("Bearer {buyer}"))
-        .header("content-type", "application/json")
-        .header("idempotency-key", "coupon")
-        .body(axum::body::Body::from(
-            json!({"card_number": GOOD_CARD, "billing_country": "DE", "shipping_country": "DE", "coupon": "save5"}).to_string(),
-        ))
-        .unwrap();
-    let order = app.raw(req).await.json;
+    let order = app.checkout(&buyer, "coupon", &json!({"card_number": GOOD_CARD, "billing_country": "DE", "shipping_country": "DE", "coupon": "save5"})).await.json;
     assert_eq!(order["status"], "confirmed", "{order}");
     assert_eq!(order["subtotal"]["amount_minor"], 4000);
     assert_eq!(order["discount"]["amount_minor"], 1000);

@@ -77,6 +77,20 @@ impl TestApp {
         self.raw(req.unwrap()).await
     }
 
+    /// `POST /v1/checkout` with an Idempotency-Key.
+    pub fn checkout_request(token: &str, key: &str, body: &Value) -> Request<Body> {
+        Request::post("/v1/checkout")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("idempotency-key", key)
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    }
+
+    pub async fn checkout(&self, token: &str, key: &str, body: &Value) -> Reply {
+        self.raw(Self::checkout_request(token, key, body)).await
+    }
+
     pub async fn post(&self, uri: &str, body: Value) -> Reply {
         self.call(Method::POST, uri, Some(body), None).await
     }
