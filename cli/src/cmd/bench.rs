@@ -69,6 +69,20 @@ fn stats(mut lat: Vec<Duration>, elapsed: Duration, errors: usize) -> Stats {
     }
 }
 
+type Worker = tokio::task::JoinHandle<(Vec<Duration>, usize)>;
+
+/// Waits for the load workers and merges their latencies and error counts.
+async fn gather(workers: Vec<Worker>, started: Instant) -> anyhow::Result<Stats> {
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for w in futures::future::join_all(workers).await {
+        let (l, e) = w?;
+        lat.extend(l);
+        errors += e;
+    }
+    Ok(stats(lat, started.elapsed(), errors))
+}
+
 pub async fn run(cfg: &Config, cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     let BenchCommand::Checkout(args) = cmd;
     // A private database so the benchmark neither reads nor pollutes real data.
@@ -228,14 +242,7 @@ async fn bench(cfg: &Config, args: &CheckoutArgs) -> anyhow::Result<()> {
             })
         })
         .collect();
-    let mut lat = Vec::new();
-    let mut errors = 0;
-    for w in futures::future::join_all(workers).await {
-        let (l, e) = w?;
-        lat.extend(l);
-        errors += e;
-    }
-    let checkout = stats(lat, started.elapsed(), errors);
+    let checkout = gather(workers, started).await?;
 
     // Outbox drain: how long until every event of the run is in Kafka.
     let drain_start = Instant::now();
@@ -280,14 +287,7 @@ async fn bench(cfg: &Config, args: &CheckoutArgs) -> anyhow::Result<()> {
             })
         })
         .collect();
-    let mut lat = Vec::new();
-    let mut errors = 0;
-    for w in futures::future::join_all(workers).await {
-        let (l, e) = w?;
-        lat.extend(l);
-        errors += e;
-    }
-    let get = stats(lat, started.elapsed(), errors);
+    let get = gather(workers, started).await?;
 
     let _ = stop_tx.send(true);
     server.await??;
