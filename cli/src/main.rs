@@ -53,6 +53,8 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         write: Option<PathBuf>,
     },
+    /// Simulate storefront traffic with injected fraud and a ground-truth label log.
+    Simulate(cmd::simulate::SimulateArgs),
     /// Benchmarks against the local stack (prints a table; not a test).
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
@@ -116,6 +118,7 @@ fn main() -> ExitCode {
                 }
                 Ok(ExitCode::SUCCESS)
             }
+            Command::Simulate(a) => cmd::simulate::run(&cfg, a).await,
             Command::Bench(c) => cmd::bench::run(&cfg, c).await,
             Command::Topics(c) => cmd::topics::run(&cfg, c).await,
             Command::Events(c) => cmd::events::run(c),

@@ -6,6 +6,7 @@
 pub mod db;
 pub mod kafka;
 pub mod outbox;
+pub mod simulate;
 pub mod smoke;
 
 pub use kafka::{

@@ -5,5 +5,6 @@ pub mod events;
 pub mod lifecycle;
 pub mod platform;
 pub mod serve;
+pub mod simulate;
 pub mod topics;
 pub mod up;

@@ -7,5 +7,6 @@ mod consume;
 mod dlq;
 mod outbox;
 mod produce;
+mod simulate;
 mod support;
 mod topics;

@@ -1,0 +1,16 @@
+//! The traffic simulator: a seeded world of products and customers, storefront sessions
+//! over a simulated clock, and injected fraud with a ground-truth label log, so detection
+//! can be measured. The same seed gives the same event sequence, ids included.
+//!
+//! Implemented: direct mode (events straight into Kafka at high rate). Not yet: the HTTP
+//! mode through the public APIs, product images, injected anomalies.
+
+mod direct;
+mod fraud;
+mod traffic;
+mod world;
+
+pub use direct::{DirectReport, run_direct};
+pub use fraud::{FraudKind, Label};
+pub use traffic::{Generator, SimConfig};
+pub use world::World;
