@@ -33,6 +33,13 @@ pub struct SimulateArgs {
     /// Chance that a session is an injected fraud case.
     #[arg(long, default_value_t = 0.01)]
     fraud_rate: f64,
+    /// Simulated minutes between injected anomalies (traffic spike, gateway outage, pricing
+    /// glitch, stalled category, in turn); 0 turns them off.
+    #[arg(long, default_value_t = 180)]
+    anomaly_every_min: u64,
+    /// Simulated minutes an anomaly lasts.
+    #[arg(long, default_value_t = 10)]
+    anomaly_min: u64,
     /// Where to write the ground-truth label log (JSON Lines).
     #[arg(long, default_value = "labels.jsonl")]
     labels: PathBuf,
@@ -53,6 +60,8 @@ pub async fn run(cfg: &Config, args: SimulateArgs) -> anyhow::Result<ExitCode> {
         products: args.products.max(1),
         customers: args.customers.max(1),
         fraud_rate: args.fraud_rate,
+        anomaly_every_secs: args.anomaly_every_min * 60,
+        anomaly_secs: args.anomaly_min * 60,
         ..SimConfig::default()
     };
     let kafka = cfg.kafka.clone();
@@ -82,7 +91,7 @@ pub async fn run(cfg: &Config, args: SimulateArgs) -> anyhow::Result<ExitCode> {
     .await
     .context("simulator task")??;
     println!(
-        "{} events in {:.1} s = {:.0} events/s, {} failed, {} fraud cases labelled in {}",
+        "{} events in {:.1} s = {:.0} events/s, {} failed, {} fraud cases and anomalies labelled in {}",
         report.events,
         report.elapsed.as_secs_f64(),
         report.per_sec(),

@@ -47,7 +47,8 @@ impl DirectReport {
     }
 }
 
-/// Produces `events` simulated events, writes the fraud labels as JSON Lines to `labels`,
+/// Produces `events` simulated events, writes the ground truth (fraud and anomalies) as
+/// JSON Lines to `labels`,
 /// and calls `progress` with the count so far every 10,000 events.
 pub fn run_direct(
     kafka: &KafkaConfig,

@@ -2,8 +2,8 @@
 //! over a simulated clock, and injected fraud with a ground-truth label log, so detection
 //! can be measured. The same seed gives the same event sequence, ids included.
 //!
-//! Implemented: direct mode (events straight into Kafka at high rate). Not yet: the HTTP
-//! mode through the public APIs, product images, injected anomalies.
+//! Implemented: direct mode (events straight into Kafka at high rate) with injected fraud
+//! and anomalies. Not yet: the HTTP mode through the public APIs, product images.
 
 mod direct;
 mod fraud;
@@ -11,6 +11,6 @@ mod traffic;
 mod world;
 
 pub use direct::{DirectReport, run_direct};
-pub use fraud::{FraudKind, Label};
+pub use fraud::{AnomalyKind, AnomalyLabel, FraudKind, GroundTruth, Label};
 pub use traffic::{Generator, SimConfig};
 pub use world::World;

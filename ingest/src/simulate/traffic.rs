@@ -2,11 +2,12 @@
 //! The generator is an endless iterator of envelopes: first the catalog and the customers,
 //! then sessions. Event times follow a diurnal rate curve; ids come from the seed.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 use chrono::{DateTime, TimeZone, Timelike, Utc};
 use events::domain::cart::{CartItemAdded, CheckoutStarted};
-use events::domain::catalog::{Attribute, ProductCreated, ProductStatus};
+use events::domain::catalog::{Attribute, PriceChanged, ProductCreated, ProductStatus};
 use events::domain::clickstream::{ProductViewed, SearchPerformed};
 use events::domain::orders::{
     CancelReason, CardRef, OrderCancelled, OrderConfirmed, OrderLine, OrderPlaced,
@@ -19,7 +20,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use uuid::Uuid;
 
-use crate::simulate::fraud::{FraudKind, Label};
+use crate::simulate::fraud::{AnomalyKind, AnomalyLabel, FraudKind, GroundTruth, Label};
 use crate::simulate::world::{self, Card, Customer, World, sim_uuid};
 
 const SOURCE: &str = "/shopstream/simulator";
@@ -36,6 +37,10 @@ pub struct SimConfig {
     pub sessions_per_sec: f64,
     /// Chance that a session is a fraud injection instead.
     pub fraud_rate: f64,
+    /// Simulated time between injected anomalies (0 turns them off).
+    pub anomaly_every_secs: u64,
+    /// How long an injected anomaly lasts, in simulated seconds.
+    pub anomaly_secs: u64,
 }
 
 impl Default for SimConfig {
@@ -50,6 +55,8 @@ impl Default for SimConfig {
                 .unwrap_or_default(),
             sessions_per_sec: 20.0,
             fraud_rate: 0.01,
+            anomaly_every_secs: 3 * 3600,
+            anomaly_secs: 10 * 60,
         }
     }
 }
@@ -58,9 +65,51 @@ pub struct Generator {
     cfg: SimConfig,
     rng: ChaCha8Rng,
     world: World,
+    /// Start of the newest session: sessions arrive in order, their events overlap.
     clock_ms: u64,
-    queue: VecDeque<Envelope>,
-    labels: Vec<Label>,
+    /// Time inside the session being written.
+    cursor_ms: u64,
+    /// Events written but not yet due, earliest first.
+    queue: BinaryHeap<Reverse<Pending>>,
+    seq: u64,
+    labels: Vec<GroundTruth>,
+    /// Start of the simulation (anomaly windows are laid out from it).
+    start_ms: u64,
+    /// The anomaly window whose start has been announced and whose end has not.
+    open_window: Option<u64>,
+}
+
+/// One scheduled anomaly window.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    k: u64,
+    kind: AnomalyKind,
+    from_ms: u64,
+    to_ms: u64,
+}
+
+/// An event waiting for its time; ties keep the order they were written in.
+struct Pending {
+    at_ms: u64,
+    seq: u64,
+    envelope: Envelope,
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at_ms, self.seq) == (other.at_ms, other.seq)
+    }
+}
+impl Eq for Pending {}
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Pending {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at_ms, self.seq).cmp(&(other.at_ms, other.seq))
+    }
 }
 
 /// How an order's payment goes.
@@ -84,8 +133,12 @@ impl Generator {
             rng,
             world,
             clock_ms,
-            queue: VecDeque::new(),
+            cursor_ms: clock_ms,
+            queue: BinaryHeap::new(),
+            seq: 0,
             labels: Vec::new(),
+            start_ms: clock_ms,
+            open_window: None,
         };
         g.seed_world();
         g
@@ -95,38 +148,137 @@ impl Generator {
         &self.world
     }
 
-    /// Labels of the fraud injected so far (taken, so each is reported once).
-    pub fn take_labels(&mut self) -> Vec<Label> {
+    /// Ground truth of the fraud and anomalies injected so far (taken, so each is reported
+    /// once; an anomaly is reported when it ends).
+    pub fn take_labels(&mut self) -> Vec<GroundTruth> {
         std::mem::take(&mut self.labels)
     }
 
+    /// Anomalies follow a fixed schedule: window k starts `every * (k + 1)` after the start,
+    /// lasts `anomaly_secs`, and the kinds take turns, so every run shows each kind and any
+    /// moment can be judged exactly, even for sessions written before the window opened.
+    fn window(&self, k: u64) -> Window {
+        let every = self.cfg.anomaly_every_secs * 1000;
+        let from_ms = self.start_ms + every * (k + 1);
+        Window {
+            k,
+            kind: AnomalyKind::ALL[(k % AnomalyKind::ALL.len() as u64) as usize],
+            from_ms,
+            to_ms: from_ms + (self.cfg.anomaly_secs * 1000).min(every),
+        }
+    }
+
+    fn window_at(&self, ms: u64) -> Option<Window> {
+        let every = self.cfg.anomaly_every_secs * 1000;
+        if every == 0 || ms < self.start_ms + every {
+            return None;
+        }
+        let w = self.window((ms - self.start_ms) / every - 1);
+        (ms < w.to_ms).then_some(w)
+    }
+
+    fn active_at(&self, ms: u64, kind: AnomalyKind) -> Option<Window> {
+        self.window_at(ms).filter(|w| w.kind == kind)
+    }
+
+    /// The product a pricing glitch hits: one of the popular ones.
+    fn glitch_product(&self, k: u64) -> usize {
+        (k as usize * 7 + 3) % self.world.products.len().min(50)
+    }
+
+    fn stalled_category(k: u64) -> &'static str {
+        world::CATEGORIES[(k as usize * 3) % world::CATEGORIES.len()].0
+    }
+
+    fn glitch_price(price: Money) -> Money {
+        Money::new((price.amount_minor / 100).max(1), price.currency)
+    }
+
+    /// Announces window starts and ends as sessions pass them: price events for glitches,
+    /// and the ground-truth label once a window is over.
+    fn tick_anomalies(&mut self) {
+        if let Some(k) = self.open_window {
+            let w = self.window(k);
+            if self.clock_ms >= w.to_ms {
+                self.open_window = None;
+                let mut subject = None;
+                if w.kind == AnomalyKind::PricingGlitch {
+                    let pi = self.glitch_product(k);
+                    let real = self.world.products[pi].price;
+                    self.price_changed(pi, Self::glitch_price(real), real, "glitch corrected");
+                    subject = Some(self.world.products[pi].id.to_string());
+                }
+                if w.kind == AnomalyKind::StalledCategory {
+                    subject = Some(Self::stalled_category(k).to_owned());
+                }
+                let at = |ms: u64| {
+                    Utc.timestamp_millis_opt(ms as i64)
+                        .single()
+                        .unwrap_or_default()
+                };
+                self.labels.push(GroundTruth::Anomaly(AnomalyLabel {
+                    kind: w.kind,
+                    from: at(w.from_ms),
+                    to: at(w.to_ms),
+                    subject,
+                }));
+            }
+        }
+        if self.open_window.is_none()
+            && let Some(w) = self.window_at(self.clock_ms)
+        {
+            self.open_window = Some(w.k);
+            if w.kind == AnomalyKind::PricingGlitch {
+                let pi = self.glitch_product(w.k);
+                let real = self.world.products[pi].price;
+                self.price_changed(pi, real, Self::glitch_price(real), "bulk price import");
+            }
+        }
+    }
+
+    fn price_changed(&mut self, pi: usize, old_price: Money, new_price: Money, reason: &str) {
+        let p = self.world.products[pi].clone();
+        self.emit(PriceChanged {
+            product_id: p.id,
+            sku: p.sku,
+            old_price,
+            new_price,
+            reason: reason.into(),
+        });
+    }
+
     fn time(&self) -> DateTime<Utc> {
-        Utc.timestamp_millis_opt(self.clock_ms as i64)
+        Utc.timestamp_millis_opt(self.cursor_ms as i64)
             .single()
             .unwrap_or_default()
     }
 
     fn emit(&mut self, event: impl Into<Event>) {
         let event = event.into();
-        let id = sim_uuid(&mut self.rng, self.clock_ms);
-        self.queue.push_back(Envelope {
-            id,
-            source: SOURCE.into(),
-            time: self.time(),
-            subject: Some(event.key()),
-            traceparent: None,
-            event,
-        });
+        let id = sim_uuid(&mut self.rng, self.cursor_ms);
+        self.seq += 1;
+        self.queue.push(Reverse(Pending {
+            at_ms: self.cursor_ms,
+            seq: self.seq,
+            envelope: Envelope {
+                id,
+                source: SOURCE.into(),
+                time: self.time(),
+                subject: Some(event.key()),
+                traceparent: None,
+                event,
+            },
+        }));
     }
 
     fn id(&mut self) -> Uuid {
-        sim_uuid(&mut self.rng, self.clock_ms)
+        sim_uuid(&mut self.rng, self.cursor_ms)
     }
 
-    /// Moves the simulated clock on by `min..max` seconds.
+    /// Moves the current session's time on by `min..max` seconds.
     fn wait(&mut self, min_s: f64, max_s: f64) {
         let s: f64 = self.rng.random_range(min_s..max_s);
-        self.clock_ms += (s * 1000.0) as u64;
+        self.cursor_ms += (s * 1000.0) as u64;
     }
 
     fn seed_world(&mut self) {
@@ -181,12 +333,23 @@ impl Generator {
     fn rate(&self) -> f64 {
         let hour = self.time().hour() as f64;
         let phase = (hour - 4.0) / 24.0 * std::f64::consts::TAU;
-        self.cfg.sessions_per_sec * (0.55 - 0.45 * phase.cos())
+        let spike = if self
+            .active_at(self.clock_ms, AnomalyKind::TrafficSpike)
+            .is_some()
+        {
+            5.0
+        } else {
+            1.0
+        };
+        self.cfg.sessions_per_sec * (0.55 - 0.45 * phase.cos()) * spike
     }
 
     fn next_session(&mut self) {
+        self.cursor_ms = self.clock_ms;
+        self.tick_anomalies();
         let gap: f64 = -self.rng.random::<f64>().max(1e-12).ln() / self.rate().max(1e-6);
         self.clock_ms += (gap * 1000.0) as u64;
+        self.cursor_ms = self.clock_ms;
         if self.rng.random_bool(self.cfg.fraud_rate.clamp(0.0, 1.0)) {
             let kind = FraudKind::ALL[self.rng.random_range(0..FraudKind::ALL.len())];
             self.inject(kind);
@@ -210,8 +373,11 @@ impl Generator {
             });
         }
         let mut cart = Vec::new();
-        for _ in 0..self.rng.random_range(1..8) {
-            self.wait(2.0, 40.0);
+        for view in 0..self.rng.random_range(1..8) {
+            // The first page is seen at the session's start; the next ones a while later.
+            if view > 0 {
+                self.wait(2.0, 40.0);
+            }
             if self.rng.random_bool(0.25) {
                 let category =
                     world::CATEGORIES[self.rng.random_range(0..world::CATEGORIES.len())].0;
@@ -225,7 +391,13 @@ impl Generator {
                     results_count,
                 });
             }
-            let pi = self.skewed(self.world.products.len(), 3);
+            let mut pi = self.skewed(self.world.products.len(), 3);
+            let stalled = self
+                .active_at(self.clock_ms, AnomalyKind::StalledCategory)
+                .map(|w| Self::stalled_category(w.k));
+            while stalled == Some(self.world.products[pi].category) {
+                pi = self.rng.random_range(0..self.world.products.len());
+            }
             let p = self.world.products[pi].clone();
             self.emit(ProductViewed {
                 session_id: session,
@@ -288,15 +460,23 @@ impl Generator {
         let mut subtotal = Money::new(0, Currency::EUR);
         let mut order_lines = Vec::new();
         let mut weight = 0;
+        let glitched = self
+            .active_at(self.cursor_ms, AnomalyKind::PricingGlitch)
+            .map(|w| self.glitch_product(w.k));
         for (pi, qty) in lines {
             let p = &self.world.products[*pi];
-            subtotal.amount_minor += p.price.amount_minor * i64::from(qty.get());
+            let price = if glitched == Some(*pi) {
+                Self::glitch_price(p.price)
+            } else {
+                p.price
+            };
+            subtotal.amount_minor += price.amount_minor * i64::from(qty.get());
             weight += p.weight_grams * qty.get();
             order_lines.push(OrderLine {
                 product_id: p.id,
                 sku: p.sku.clone(),
                 quantity: *qty,
-                unit_price: p.price,
+                unit_price: price,
             });
         }
         let shipping = Money::new(495, Currency::EUR);
@@ -333,6 +513,18 @@ impl Generator {
             device_id: device.into(),
         });
         self.wait(0.2, 2.0);
+        // During a gateway outage most payments fail, whatever the card.
+        let payment = match payment {
+            Payment::Approved
+                if self
+                    .active_at(self.cursor_ms, AnomalyKind::GatewayOutage)
+                    .is_some()
+                    && self.rng.random_bool(0.8) =>
+            {
+                Payment::Declined(DeclineReason::GatewayUnavailable)
+            }
+            other => other,
+        };
         let payment_id = self.id();
         match payment {
             Payment::Approved => {
@@ -382,7 +574,11 @@ impl Generator {
                 self.emit(OrderCancelled {
                     order_id,
                     customer_id: c.id,
-                    reason: CancelReason::PaymentDeclined,
+                    reason: if reason == DeclineReason::GatewayUnavailable {
+                        CancelReason::PaymentGatewayUnavailable
+                    } else {
+                        CancelReason::PaymentDeclined
+                    },
                     detail: Some(format!("{reason:?}")),
                 });
             }
@@ -555,14 +751,14 @@ impl Generator {
                 (ids, card.fingerprint, orders)
             }
         };
-        self.labels.push(Label {
+        self.labels.push(GroundTruth::Fraud(Label {
             kind,
             customer_ids: customers,
             card_fingerprint: card,
             order_ids: orders,
             from,
             to: self.time(),
-        });
+        }));
     }
 
     /// A fresh account (registered now), not part of the world's regulars.
@@ -584,9 +780,14 @@ impl Iterator for Generator {
     type Item = Envelope;
 
     fn next(&mut self) -> Option<Envelope> {
-        while self.queue.is_empty() {
+        // An event is due once no session yet to come can start before it.
+        while self
+            .queue
+            .peek()
+            .is_none_or(|Reverse(p)| p.at_ms > self.clock_ms)
+        {
             self.next_session();
         }
-        self.queue.pop_front()
+        self.queue.pop().map(|Reverse(p)| p.envelope)
     }
 }

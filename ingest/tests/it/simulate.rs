@@ -3,8 +3,9 @@
 
 use std::collections::{HashMap, HashSet};
 
+use events::domain::payments::DeclineReason;
 use events::{Event, Topic};
-use ingest::simulate::{FraudKind, Generator, SimConfig, run_direct};
+use ingest::simulate::{AnomalyKind, FraudKind, Generator, GroundTruth, SimConfig, run_direct};
 use ingest::{ConsumerOptions, DurableConsumer};
 
 use crate::support::{TestKafka, VecSink, drain};
@@ -55,7 +56,14 @@ fn the_same_seed_gives_the_same_events() {
 fn every_label_matches_the_events_it_describes() {
     let mut g = Generator::new(small(11, 0.3));
     let stream: Vec<_> = g.by_ref().take(60_000).collect();
-    let labels = g.take_labels();
+    let labels: Vec<_> = g
+        .take_labels()
+        .into_iter()
+        .filter_map(|l| match l {
+            GroundTruth::Fraud(f) => Some(f),
+            GroundTruth::Anomaly(_) => None,
+        })
+        .collect();
     let kinds: HashSet<FraudKind> = labels.iter().map(|l| l.kind).collect();
     assert_eq!(
         kinds.len(),
@@ -130,4 +138,144 @@ async fn direct_mode_events_decode_with_the_contract() {
     assert_eq!(got.dead_lettered, 0);
     assert_eq!(sink.records.len(), 5_000);
     k.cleanup().await;
+}
+
+#[test]
+fn injected_anomalies_show_in_the_traffic_and_are_labelled() {
+    use chrono::TimeZone;
+    let cfg = SimConfig {
+        anomaly_every_secs: 300,
+        anomaly_secs: 200,
+        // Start in the afternoon so the windows see busy traffic.
+        start: chrono::Utc.with_ymd_and_hms(2026, 11, 2, 14, 0, 0).unwrap(),
+        ..small(5, 0.0)
+    };
+    let mut g = Generator::new(cfg);
+    let stream: Vec<_> = g.by_ref().take(500_000).collect();
+    let category_of: HashMap<uuid::Uuid, &str> = g
+        .world()
+        .products
+        .iter()
+        .map(|p| (p.id, p.category))
+        .collect();
+    let price_of: HashMap<uuid::Uuid, i64> = g
+        .world()
+        .products
+        .iter()
+        .map(|p| (p.id, p.price.amount_minor))
+        .collect();
+    let anomalies: Vec<_> = g
+        .take_labels()
+        .into_iter()
+        .filter_map(|l| match l {
+            GroundTruth::Anomaly(a) => Some(a),
+            GroundTruth::Fraud(_) => None,
+        })
+        .collect();
+    let kinds: HashSet<AnomalyKind> = anomalies.iter().map(|a| a.kind).collect();
+    assert_eq!(kinds.len(), AnomalyKind::ALL.len(), "{kinds:?}");
+
+    let within = |t, a: &ingest::simulate::AnomalyLabel| t >= a.from && t < a.to;
+    let mut session_start = HashMap::new();
+    for e in &stream {
+        if let Event::ProductViewed(v) = &e.event {
+            session_start.entry(v.session_id).or_insert(e.time);
+        }
+    }
+    let mut glitched_lines = 0;
+    for a in &anomalies {
+        match a.kind {
+            AnomalyKind::GatewayOutage => {} // judged over all outages below
+            AnomalyKind::PricingGlitch => {
+                let product: uuid::Uuid = a.subject.as_ref().unwrap().parse().unwrap();
+                let normal = price_of[&product];
+                for e in &stream {
+                    if let Event::OrderPlaced(o) = &e.event {
+                        for l in o.lines.iter().filter(|l| l.product_id == product) {
+                            let expected = if within(e.time, a) {
+                                (normal / 100).max(1)
+                            } else {
+                                normal
+                            };
+                            assert_eq!(l.unit_price.amount_minor, expected, "at {}", e.time);
+                            glitched_lines += usize::from(within(e.time, a));
+                        }
+                    }
+                }
+                let changes: Vec<_> = stream
+                    .iter()
+                    .filter(|e| e.time >= a.from)
+                    .filter_map(|e| match &e.event {
+                        Event::PriceChanged(p) if p.product_id == product => {
+                            Some(p.new_price.amount_minor)
+                        }
+                        _ => None,
+                    })
+                    .take(2)
+                    .collect();
+                assert_eq!(
+                    changes,
+                    [(normal / 100).max(1), normal],
+                    "glitch, then correction"
+                );
+            }
+            // Sessions are generated when they start: judge them by their start.
+            AnomalyKind::StalledCategory => {
+                let category = a.subject.as_deref().unwrap();
+                let views = stream
+                    .iter()
+                    .filter(|e| matches!(&e.event, Event::ProductViewed(v)
+                        if category_of[&v.product_id] == category && within(session_start[&v.session_id], a)))
+                    .count();
+                assert_eq!(views, 0, "{category} should be stalled");
+            }
+            AnomalyKind::TrafficSpike => {
+                let span = a.to - a.from;
+                let started = |from, to| {
+                    session_start
+                        .values()
+                        .filter(|t| **t >= from && **t < to)
+                        .count()
+                };
+                let before = started(a.from - span, a.from);
+                let during = started(a.from, a.to);
+                assert!(
+                    during > 3 * before,
+                    "spike {during} sessions vs {before} before"
+                );
+            }
+        }
+    }
+    // Gateway outages: most payments fail as unavailable inside them, almost none outside.
+    let outages: Vec<_> = anomalies
+        .iter()
+        .filter(|a| a.kind == AnomalyKind::GatewayOutage)
+        .collect();
+    let (mut inside, mut outside) = ((0, 0), (0, 0));
+    for e in &stream {
+        let (failed, counted) = match &e.event {
+            Event::PaymentFailed(p) => (p.reason == DeclineReason::GatewayUnavailable, true),
+            Event::PaymentAuthorized(_) => (false, true),
+            _ => (false, false),
+        };
+        if counted {
+            let bucket = if outages.iter().any(|a| within(e.time, a)) {
+                &mut inside
+            } else {
+                &mut outside
+            };
+            bucket.0 += usize::from(failed);
+            bucket.1 += 1;
+        }
+    }
+    assert!(glitched_lines > 0, "no order ever saw a glitched price");
+    assert!(
+        inside.1 >= 10,
+        "too few payments during outages to judge: {inside:?}"
+    );
+    assert!(inside.0 * 2 > inside.1, "outage failures {inside:?}");
+    assert_eq!(
+        outside.0, 0,
+        "gateway failures outside outages: {outside:?}"
+    );
 }
