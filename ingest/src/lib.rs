@@ -4,6 +4,7 @@
 //! The outbox relay, clickstream intake and traffic simulator will live here too.
 
 pub mod db;
+pub mod intake;
 pub mod kafka;
 pub mod outbox;
 pub mod simulate;

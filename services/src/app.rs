@@ -85,6 +85,8 @@ pub struct AppState {
     pub product_cache: Arc<ProductCache>,
     /// Where uploaded files (product images) live.
     pub data_dir: std::path::PathBuf,
+    /// Producer for the clickstream intake (absent: the intake answers 503).
+    pub events: Option<ingest::EventProducer>,
 }
 
 impl AppState {
@@ -102,6 +104,7 @@ impl AppState {
             limiter: Arc::new(LoginLimiter::default()),
             product_cache: Arc::new(ProductCache::default()),
             data_dir: cfg.data_dir.clone(),
+            events: None,
             limits: Arc::new(Limits {
                 per_ip: RateLimiter::new(
                     cfg.rate_limit_ip_per_sec,
@@ -120,6 +123,14 @@ impl AppState {
                 breaker: CircuitBreaker::default(),
             }),
         }
+    }
+}
+
+impl AppState {
+    /// Connects the clickstream intake to Kafka.
+    pub fn with_events(mut self, producer: ingest::EventProducer) -> Self {
+        self.events = Some(producer);
+        self
     }
 }
 
@@ -155,6 +166,7 @@ fn api() -> OpenApiRouter<AppState> {
         .nest("/v1/shipping", crate::shipping::routes())
         .nest("/v1/reviews", crate::reviews::routes())
         .nest("/v1/pricing", crate::pricing::routes())
+        .nest("/v1", crate::clickstream::routes())
 }
 
 /// The OpenAPI document of every route (what `/openapi.json` serves).

@@ -11,6 +11,7 @@ pub mod app;
 pub mod auth;
 pub mod cart;
 pub mod catalog;
+pub mod clickstream;
 pub mod http;
 pub mod inventory;
 pub mod orders;

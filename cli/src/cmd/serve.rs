@@ -20,7 +20,8 @@ pub async fn serve(cfg: &Config) -> anyhow::Result<ExitCode> {
     let readiness = ops::Readiness::default();
     readiness.set("postgres", None);
     let app = services::router(
-        services::AppState::new(pool.clone(), &cfg.services),
+        services::AppState::new(pool.clone(), &cfg.services)
+            .with_events(ingest::EventProducer::new(&cfg.kafka)?),
         &cfg.services,
     )
     .merge(ops::router(prometheus, readiness));

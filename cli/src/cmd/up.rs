@@ -61,7 +61,8 @@ pub async fn run(cfg: &Config, args: UpArgs) -> anyhow::Result<ExitCode> {
     readiness.set("kafka", None);
     readiness.set("postgres", None);
     let app = services::router(
-        services::AppState::new(pool.clone(), &cfg.services),
+        services::AppState::new(pool.clone(), &cfg.services)
+            .with_events(EventProducer::new(&cfg.kafka)?),
         &cfg.services,
     )
     .merge(ops::router(prometheus, readiness.clone()));

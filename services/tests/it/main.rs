@@ -3,6 +3,7 @@
 
 mod auth;
 mod catalog;
+mod clickstream;
 mod commerce;
 mod gateway;
 mod openapi;

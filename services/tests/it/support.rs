@@ -26,8 +26,25 @@ impl TestApp {
     }
 
     pub async fn with_config(pool: PgPool, cfg: ServicesConfig) -> TestApp {
+        Self::build(pool, cfg, None).await
+    }
+
+    /// With the clickstream intake connected to Kafka under `kafka`'s topic prefix.
+    pub async fn with_events(pool: PgPool, kafka: &ingest::KafkaConfig) -> TestApp {
+        let producer = ingest::EventProducer::new(kafka).expect("producer");
+        Self::build(pool, ServicesConfig::default(), Some(producer)).await
+    }
+
+    async fn build(
+        pool: PgPool,
+        cfg: ServicesConfig,
+        events: Option<ingest::EventProducer>,
+    ) -> TestApp {
         migrate(&pool).await.expect("migrations");
-        let state = AppState::new(pool.clone(), &cfg);
+        let mut state = AppState::new(pool.clone(), &cfg);
+        if let Some(p) = events {
+            state = state.with_events(p);
+        }
         TestApp {
             router: router(state, &cfg),
             pool,
