@@ -19,7 +19,7 @@ pub struct Config {
     pub services: services::ServicesConfig,
     pub http: HttpConfig,
     pub log: LogConfig,
-    pub smoke: SmokeConfig,
+    pub simulator: SimulatorConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,14 +81,23 @@ impl Default for LogConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct SmokeConfig {
-    /// Sample events per second published by `shopstream up` (0 disables).
-    pub rate_per_sec: f64,
+pub struct SimulatorConfig {
+    /// Sessions per second of the live traffic `shopstream up` runs (0 turns it off).
+    pub sessions_per_sec: f64,
+    pub products: usize,
+    pub customers: usize,
+    /// Chance that a session is an injected fraud case.
+    pub fraud_rate: f64,
 }
 
-impl Default for SmokeConfig {
+impl Default for SimulatorConfig {
     fn default() -> Self {
-        SmokeConfig { rate_per_sec: 5.0 }
+        SimulatorConfig {
+            sessions_per_sec: 0.5,
+            products: 500,
+            customers: 5_000,
+            fraud_rate: 0.02,
+        }
     }
 }
 
@@ -160,14 +169,14 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
                 "shop.toml",
-                "[kafka]\nbrokers = \"file:9092\"\nclient_id = \"from-file\"\n[smoke]\nrate_per_sec = 1.5\n",
+                "[kafka]\nbrokers = \"file:9092\"\nclient_id = \"from-file\"\n[simulator]\nsessions_per_sec = 1.5\n",
             )?;
             jail.set_env("SHOPSTREAM_KAFKA_BROKERS", "env:9092");
             jail.set_env("SHOPSTREAM_STATE", "/ignored/not/a/config/key");
             let c = Config::load(Some(Path::new("shop.toml"))).map_err(|e| *e)?;
             assert_eq!(c.kafka.brokers, "env:9092");
             assert_eq!(c.kafka.client_id, "from-file");
-            assert_eq!(c.smoke.rate_per_sec, 1.5);
+            assert_eq!(c.simulator.sessions_per_sec, 1.5);
             assert_eq!(c.http, HttpConfig::default());
 
             jail.create_file("typo.toml", "[kafka]\nbrokerz = \"x\"\n")?;

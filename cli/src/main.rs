@@ -36,8 +36,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the platform: apply the topic catalogue and migrations, serve the services with
-    /// /livez, /readyz and /metrics, relay the outbox, and run the live smoke producer and
-    /// consumer. Needs the local stack
+    /// /livez, /readyz and /metrics, relay the outbox, and run live simulated traffic with a
+    /// consumer that counts it. Needs the local stack
     /// (`deploy/local/stack.sh up`, or `scripts/up.sh` which does both).
     Up(cmd::up::UpArgs),
     /// Serve the services (today: auth) under /v1, with /livez, /readyz and /metrics.

@@ -1,6 +1,6 @@
 //! `shopstream up`: everything that exists so far, in one process. Today: the topic
-//! catalogue, the services (auth) with the ops endpoints, the outbox relay, and the smoke
-//! producer/consumer; later issues add processors, warehouse and ML serving here.
+//! catalogue, the services with the ops endpoints, the outbox relay, live simulated traffic
+//! and a consumer that counts it; later issues add processors, warehouse and ML serving.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use events::{CATALOGUE, Topic};
-use ingest::smoke::{self, CountingSink};
+use ingest::simulate::{SimConfig, run_live};
+use ingest::smoke::CountingSink;
 use ingest::{ConsumerOptions, DurableConsumer, EventProducer, TopicAdmin, TopicChange};
 use tokio::sync::watch;
 
@@ -22,7 +23,8 @@ use services::http::ops;
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// Smoke events per second (overrides `smoke.rate_per_sec`; 0 disables the smoke flow).
+    /// Simulated sessions per second (overrides `simulator.sessions_per_sec`; 0 turns the
+    /// live traffic off).
     #[arg(long)]
     rate: Option<f64>,
     /// Stop after this many seconds instead of waiting for Ctrl-C.
@@ -92,7 +94,7 @@ pub async fn run(cfg: &Config, args: UpArgs) -> anyhow::Result<ExitCode> {
         })
     };
 
-    let rate = args.rate.unwrap_or(cfg.smoke.rate_per_sec);
+    let rate = args.rate.unwrap_or(cfg.simulator.sessions_per_sec);
     let produced = Arc::new(AtomicU64::new(0));
     let consumed = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -106,11 +108,22 @@ pub async fn run(cfg: &Config, args: UpArgs) -> anyhow::Result<ExitCode> {
     }
     if rate > 0.0 {
         let producer = EventProducer::new(&cfg.kafka)?;
-        let (p, stop) = (produced.clone(), stop_rx.clone());
+        let (p, stop, cfg_sim) = (produced.clone(), stop_rx.clone(), cfg.simulator.clone());
         tasks.push(tokio::spawn(async move {
-            smoke::produce(&producer, rate, &p, stopped(stop))
+            let sim = SimConfig {
+                seed: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1),
+                sessions_per_sec: rate,
+                products: cfg_sim.products.max(1),
+                customers: cfg_sim.customers.max(1),
+                fraud_rate: cfg_sim.fraud_rate.clamp(0.0, 1.0),
+                ..SimConfig::default()
+            };
+            run_live(&producer, sim, &p, stopped(stop))
                 .await
-                .context("smoke producer")
+                .context("live simulator")
                 .map(|_| String::new())
         }));
 
@@ -122,7 +135,7 @@ pub async fn run(cfg: &Config, args: UpArgs) -> anyhow::Result<ExitCode> {
             .collect();
         let consumer = DurableConsumer::new(
             &cfg.kafka,
-            ConsumerOptions::new(format!("{}shopstream-smoke", names.prefix()), topics),
+            ConsumerOptions::new(format!("{}shopstream-up-counter", names.prefix()), topics),
         )?;
         let (c, stop) = (consumed.clone(), stop_rx.clone());
         tasks.push(tokio::spawn(async move {
@@ -133,7 +146,7 @@ pub async fn run(cfg: &Config, args: UpArgs) -> anyhow::Result<ExitCode> {
             consumer
                 .run(&mut sink, stopped(stop))
                 .await
-                .context("smoke consumer")?;
+                .context("traffic consumer")?;
             Ok(format!("consumed by type: {:?}", sink.by_type))
         }));
     }
@@ -151,7 +164,7 @@ pub async fn run(cfg: &Config, args: UpArgs) -> anyhow::Result<ExitCode> {
                 tokio::select! {
                     _ = stop.wait_for(|s| *s) => break,
                     _ = tokio::time::sleep(Duration::from_secs(10)) => {
-                        tracing::info!(produced = p.load(Ordering::Relaxed), consumed = c.load(Ordering::Relaxed), "smoke flow");
+                        tracing::info!(produced = p.load(Ordering::Relaxed), consumed = c.load(Ordering::Relaxed), "live traffic");
                     }
                 }
             }
@@ -180,7 +193,7 @@ pub async fn run(cfg: &Config, args: UpArgs) -> anyhow::Result<ExitCode> {
     let _ = probe.await;
     server.await??;
     println!(
-        "shopstream stopped: {} smoke events produced, {} consumed",
+        "shopstream stopped: {} simulated events produced, {} consumed",
         produced.load(Ordering::Relaxed),
         consumed.load(Ordering::Relaxed)
     );

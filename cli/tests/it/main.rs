@@ -174,7 +174,7 @@ fn free_port() -> u16 {
 }
 
 #[test]
-fn up_runs_the_smoke_flow_and_kcat_sees_cloudevents() {
+fn up_runs_live_traffic_and_kcat_sees_cloudevents() {
     let prefix = unique_prefix();
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
@@ -258,7 +258,7 @@ fn up_runs_the_smoke_flow_and_kcat_sees_cloudevents() {
             &brokers(),
             "-C",
             "-t",
-            &format!("{prefix}orders"),
+            &format!("{prefix}clickstream"),
             "-o",
             "beginning",
             "-e",
@@ -269,7 +269,7 @@ fn up_runs_the_smoke_flow_and_kcat_sees_cloudevents() {
         .output()
         .unwrap();
     let headers = String::from_utf8_lossy(&consumed.stdout);
-    assert!(headers.contains("ce_type=order.placed.v1"), "{headers}");
+    assert!(headers.contains("ce_type=product.viewed.v1"), "{headers}");
     assert!(
         headers.contains("ce_specversion=1.0") && headers.contains("ce_id="),
         "{headers}"

@@ -2,15 +2,17 @@
 //! over a simulated clock, and injected fraud with a ground-truth label log, so detection
 //! can be measured. The same seed gives the same event sequence, ids included.
 //!
-//! Implemented: direct mode (events straight into Kafka at high rate) with injected fraud
-//! and anomalies. Not yet: the HTTP mode through the public APIs, product images.
+//! Implemented: direct mode (events straight into Kafka at high rate) and live mode (events
+//! at their own time, for `shopstream up`), with injected fraud and anomalies. Not yet: the HTTP mode through the public APIs, product images.
 
 mod direct;
 mod fraud;
+mod live;
 mod traffic;
 mod world;
 
 pub use direct::{DirectReport, run_direct};
 pub use fraud::{AnomalyKind, AnomalyLabel, FraudKind, GroundTruth, Label};
+pub use live::run_live;
 pub use traffic::{Generator, SimConfig};
 pub use world::World;
