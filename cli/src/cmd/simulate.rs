@@ -1,5 +1,6 @@
-//! `shopstream simulate`: traffic with ground truth. Today only `--direct` (events straight
-//! into Kafka); the HTTP mode through the storefront APIs is not written yet.
+//! `shopstream simulate`: traffic with ground truth. `--direct` sends events straight into
+//! Kafka, `--images` renders product pictures; the HTTP mode through the storefront APIs is
+//! not written yet.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -40,21 +41,24 @@ pub struct SimulateArgs {
     /// Simulated minutes an anomaly lasts.
     #[arg(long, default_value_t = 10)]
     anomaly_min: u64,
+    /// Also render a PNG picture of every product into this directory (for image search).
+    #[arg(long, value_name = "DIR")]
+    images: Option<PathBuf>,
     /// Where to write the ground-truth label log (JSON Lines).
     #[arg(long, default_value = "labels.jsonl")]
     labels: PathBuf,
 }
 
 pub async fn run(cfg: &Config, args: SimulateArgs) -> anyhow::Result<ExitCode> {
-    if !args.direct {
-        anyhow::bail!("only --direct is implemented so far; the HTTP mode is not written yet");
+    if !args.direct && args.images.is_none() {
+        anyhow::bail!(
+            "say what to simulate: --direct (events into Kafka) and/or --images DIR; \
+             the HTTP mode is not written yet"
+        );
     }
     if !(0.0..=1.0).contains(&args.fraud_rate) {
         anyhow::bail!("--fraud-rate must be between 0 and 1");
     }
-    TopicAdmin::new(&cfg.kafka)?
-        .apply(&cfg.kafka.topic_names().plan())
-        .await?;
     let sim = SimConfig {
         seed: args.seed,
         products: args.products.max(1),
@@ -64,6 +68,35 @@ pub async fn run(cfg: &Config, args: SimulateArgs) -> anyhow::Result<ExitCode> {
         anomaly_secs: args.anomaly_min * 60,
         ..SimConfig::default()
     };
+    if let Some(dir) = &args.images {
+        let products = ingest::simulate::Generator::new(sim.clone())
+            .world()
+            .products
+            .clone();
+        let (dir, seed, n) = (dir.clone(), sim.seed, products.len());
+        let written = tokio::task::spawn_blocking(move || {
+            let bar = progress_bar(n as u64, "pictures");
+            let r = ingest::simulate::images::write_all(&products, seed, &dir, |i| {
+                if let Some(b) = &bar {
+                    b.set_position(i as u64);
+                }
+            });
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            r.map(|w| (w.len(), dir))
+        })
+        .await
+        .context("image task")?
+        .context("writing product pictures")?;
+        println!("{} product pictures in {}", written.0, written.1.display());
+    }
+    if !args.direct {
+        return Ok(ExitCode::SUCCESS);
+    }
+    TopicAdmin::new(&cfg.kafka)?
+        .apply(&cfg.kafka.topic_names().plan())
+        .await?;
     let kafka = cfg.kafka.clone();
     let total = args.events;
     let labels = args.labels.clone();
@@ -106,5 +139,18 @@ pub async fn run(cfg: &Config, args: SimulateArgs) -> anyhow::Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    })
+}
+
+/// A progress bar on a terminal; nothing (plain log lines instead) otherwise.
+fn progress_bar(len: u64, what: &str) -> Option<indicatif::ProgressBar> {
+    std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(len);
+        let template = format!("{{bar:40}} {{pos}}/{{len}} {what} {{per_sec}} eta {{eta}}");
+        b.set_style(
+            indicatif::ProgressStyle::with_template(&template)
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
     })
 }

@@ -3,10 +3,12 @@
 //! can be measured. The same seed gives the same event sequence, ids included.
 //!
 //! Implemented: direct mode (events straight into Kafka at high rate) and live mode (events
-//! at their own time, for `shopstream up`), with injected fraud and anomalies. Not yet: the HTTP mode through the public APIs, product images.
+//! at their own time, for `shopstream up`), with injected fraud and anomalies, and product
+//! pictures (`images`). Not yet: the HTTP mode through the public APIs.
 
 mod direct;
 mod fraud;
+pub mod images;
 mod live;
 mod traffic;
 mod world;

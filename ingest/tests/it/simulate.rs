@@ -279,3 +279,77 @@ fn injected_anomalies_show_in_the_traffic_and_are_labelled() {
         "gateway failures outside outages: {outside:?}"
     );
 }
+
+#[test]
+fn product_pictures_follow_colour_pattern_and_category() {
+    use ingest::simulate::images;
+    let g = Generator::new(small(9, 0.0));
+    let products = &g.world().products;
+    let decode = |bytes: &[u8]| {
+        let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
+            .read_info()
+            .unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!((info.width, info.height), (images::SIZE, images::SIZE));
+        buf
+    };
+    let first = &products[0];
+    let bytes = images::png(first, 9).unwrap();
+    assert_eq!(
+        bytes,
+        images::png(first, 9).unwrap(),
+        "same seed, same picture"
+    );
+    let px = decode(&bytes);
+    // The corner shows the product's colour (plus a little noise).
+    let corner = &px[..3];
+    let want: [i16; 3] = match first.colour {
+        "red" => [200, 30, 40],
+        "blue" => [30, 70, 200],
+        "green" => [40, 160, 60],
+        "black" => [25, 25, 25],
+        "white" => [235, 235, 235],
+        "yellow" => [235, 200, 30],
+        "purple" => [130, 40, 160],
+        _ => [240, 130, 20],
+    };
+    let near = corner
+        .iter()
+        .zip(want)
+        .all(|(got, w)| (i16::from(*got) - w).abs() <= 6 || first.pattern != "plain");
+    assert!(near, "{corner:?} for {}", first.colour);
+
+    // A twin (same colour, pattern, category; its own noise) looks closer than any product
+    // of another colour.
+    let distance = |a: &[u8], b: &[u8]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (i64::from(*x) - i64::from(*y)).abs())
+            .sum::<i64>()
+    };
+    for a in products.iter().take(20) {
+        let mut twin = a.clone();
+        twin.id = uuid::Uuid::from_u128(a.id.as_u128() ^ 0xFFFF);
+        let (pa, pt) = (images::render(a, 9), images::render(&twin, 9));
+        assert_ne!(pa, pt, "noise differs per product");
+        let near = distance(&pa, &pt);
+        for other in products.iter().filter(|o| o.colour != a.colour).take(10) {
+            let far = distance(&pa, &images::render(other, 9));
+            assert!(
+                near < far,
+                "{} {} {}: twin {near} vs {} {far}",
+                a.colour,
+                a.pattern,
+                a.category,
+                other.colour
+            );
+        }
+    }
+
+    let dir = std::env::temp_dir().join(format!("sim-images-{}", uuid::Uuid::now_v7()));
+    let files = images::write_all(&products[..5], 9, &dir, |_| {}).unwrap();
+    assert_eq!(files.len(), 5);
+    assert!(files.iter().all(|f| f.exists()));
+    let _ = std::fs::remove_dir_all(dir);
+}
