@@ -47,6 +47,14 @@ enum Command {
     Relay,
     /// Apply every service's database migrations and exit.
     Migrate,
+    /// Set the roles of an account by e-mail (how the first admin is made).
+    Grant {
+        /// The account's e-mail.
+        email: String,
+        /// Roles: customer, vendor, support, analyst, fraud_analyst, admin.
+        #[arg(required = true, value_parser = parse_role)]
+        roles: Vec<events::domain::users::Role>,
+    },
     /// Print the services' OpenAPI document (or rewrite the committed services/openapi.json).
     Openapi {
         /// Write to this file instead of printing.
@@ -73,6 +81,12 @@ enum Command {
 enum ConfigCommand {
     /// Print the merged configuration as JSON.
     Show,
+}
+
+fn parse_role(s: &str) -> Result<events::domain::users::Role, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
+        format!("unknown role {s:?}: customer, vendor, support, analyst, fraud_analyst or admin")
+    })
 }
 
 fn main() -> ExitCode {
@@ -107,6 +121,7 @@ fn main() -> ExitCode {
             Command::Serve => cmd::serve::serve(&cfg).await,
             Command::Relay => cmd::serve::relay(&cfg).await,
             Command::Migrate => cmd::serve::migrate(&cfg).await,
+            Command::Grant { email, roles } => cmd::serve::grant(&cfg, &email, &roles).await,
             Command::Openapi { write } => {
                 let json = services::openapi().to_pretty_json()? + "\n";
                 match write {

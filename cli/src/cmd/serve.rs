@@ -1,5 +1,6 @@
-//! `shopstream serve`, `shopstream relay`, `shopstream migrate`: the services and the outbox
-//! relay as separate processes (what `up` runs together).
+//! `shopstream serve`, `shopstream relay`, `shopstream migrate`, `shopstream grant`: the
+//! services and the outbox relay as separate processes (what `up` runs together), and the
+//! operator's way to make the first admin.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -64,4 +65,23 @@ pub async fn migrate(cfg: &Config) -> anyhow::Result<ExitCode> {
     platform::connect_db(cfg).await?;
     println!("migrations applied");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Sets an account's roles.
+pub async fn grant(
+    cfg: &Config,
+    email: &str,
+    roles: &[events::domain::users::Role],
+) -> anyhow::Result<ExitCode> {
+    let pool = platform::connect_db(cfg).await?;
+    match services::auth::grant_roles(&pool, email, roles).await? {
+        Some(id) => {
+            println!("{email} ({id}) now has {roles:?}; it applies from the next login");
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            eprintln!("error: no account with the e-mail {email:?}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }

@@ -49,6 +49,7 @@ fn every_subcommand_has_help() {
         vec!["relay", "--help"],
         vec!["migrate", "--help"],
         vec!["simulate", "--help"],
+        vec!["grant", "--help"],
         vec!["openapi", "--help"],
         vec!["bench", "checkout", "--help"],
         vec!["topics", "--help"],

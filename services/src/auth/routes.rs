@@ -62,7 +62,7 @@ fn parse_email(raw: &str) -> Option<String> {
     ok.then_some(email)
 }
 
-fn role_names(roles: &[Role]) -> Vec<String> {
+pub(crate) fn role_names(roles: &[Role]) -> Vec<String> {
     roles
         .iter()
         .map(|r| {

@@ -325,3 +325,28 @@ async fn unknown_routes_are_problems_and_every_reply_has_a_request_id(pool: PgPo
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert!(r.headers.contains_key("x-request-id"));
 }
+
+#[sqlx::test(migrations = false)]
+async fn operators_grant_roles_by_email(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let (id, _, _) = app.signup("Boss@Example.com").await;
+    let granted = services::auth::grant_roles(
+        &app.pool,
+        " boss@example.COM",
+        &[events::domain::users::Role::Admin],
+    )
+    .await
+    .unwrap();
+    assert_eq!(granted.map(|u| u.to_string()), Some(id));
+    let (token, _) = app.login("boss@example.com").await;
+    let me = app
+        .call(Method::GET, "/v1/auth/me", None, Some(&token))
+        .await;
+    assert_eq!(me.json["roles"], json!(["admin"]));
+    assert_eq!(
+        services::auth::grant_roles(&app.pool, "nobody@example.com", &[])
+            .await
+            .unwrap(),
+        None
+    );
+}
