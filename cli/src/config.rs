@@ -74,7 +74,7 @@ impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             format: LogFormat::Pretty,
-            filter: "info,rdkafka=warn".into(),
+            filter: "info,rdkafka=warn,sqlx=warn".into(),
         }
     }
 }
