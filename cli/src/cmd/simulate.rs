@@ -132,6 +132,23 @@ pub async fn run(cfg: &Config, args: SimulateArgs) -> anyhow::Result<ExitCode> {
         report.labels,
         args.labels.display()
     );
+    let revenue: Vec<String> = report
+        .revenue_minor
+        .iter()
+        .map(|(c, m)| format!("{}.{:02} {c}", m / 100, m % 100))
+        .collect();
+    println!(
+        "{} sessions, {} confirmed orders, revenue {}, {} fraud cases, {} anomalies",
+        report.sessions,
+        report.orders,
+        if revenue.is_empty() {
+            "0".into()
+        } else {
+            revenue.join(" + ")
+        },
+        report.fraud_cases,
+        report.anomalies
+    );
     for (t, n) in &report.by_type {
         println!("  {t:<26} {n}");
     }

@@ -39,6 +39,14 @@ pub struct DirectReport {
     pub labels: usize,
     pub elapsed: Duration,
     pub by_type: BTreeMap<&'static str, u64>,
+    /// Browsing sessions started.
+    pub sessions: u64,
+    /// Confirmed orders and their revenue in minor units, per currency.
+    pub orders: u64,
+    pub revenue_minor: BTreeMap<String, i64>,
+    /// Injected fraud cases and anomalies (ended within the run).
+    pub fraud_cases: usize,
+    pub anomalies: usize,
 }
 
 impl DirectReport {
@@ -82,6 +90,8 @@ pub fn run_direct(
     let mut generator = Generator::new(sim);
     let mut report = DirectReport::default();
     let start = Instant::now();
+    // Sessions are short: remembering the recent ones is enough to count starts.
+    let mut sessions_seen = std::collections::HashSet::new();
     for env in generator.by_ref().take(events as usize) {
         let topic = &topics[&env.topic()];
         let key = env.key();
@@ -106,6 +116,19 @@ pub fn run_direct(
             }
         }
         *report.by_type.entry(env.event_type()).or_default() += 1;
+        match &env.event {
+            events::Event::ProductViewed(v) if sessions_seen.insert(v.session_id) => {
+                report.sessions += 1;
+            }
+            events::Event::OrderConfirmed(o) => {
+                report.orders += 1;
+                *report
+                    .revenue_minor
+                    .entry(o.total.currency.to_string())
+                    .or_default() += o.total.amount_minor;
+            }
+            _ => {}
+        }
         report.events += 1;
         if report.events.is_multiple_of(10_000) {
             progress(report.events);
@@ -121,6 +144,11 @@ pub fn run_direct(
     report.failed = producer.context().failed.load(Ordering::Relaxed);
     let labels_found = generator.take_labels();
     report.labels = labels_found.len();
+    report.fraud_cases = labels_found
+        .iter()
+        .filter(|l| matches!(l, crate::simulate::GroundTruth::Fraud(_)))
+        .count();
+    report.anomalies = report.labels - report.fraud_cases;
     if let Some(path) = labels {
         let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| {
             KafkaError::Admin {

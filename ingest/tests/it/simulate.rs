@@ -126,6 +126,17 @@ async fn direct_mode_events_decode_with_the_contract() {
     let report = run_direct(&k.cfg, small(3, 0.05), 5_000, Some(&dir), |_| {}).unwrap();
     assert_eq!(report.events, 5_000);
     assert_eq!(report.failed, 0);
+    assert!(report.sessions > 0 && report.orders > 0, "{report:?}");
+    assert_eq!(
+        report.orders,
+        report
+            .by_type
+            .get("order.confirmed.v1")
+            .copied()
+            .unwrap_or(0)
+    );
+    assert!(report.revenue_minor["EUR"] > 0);
+    assert_eq!(report.fraud_cases + report.anomalies, report.labels);
     let label_lines = std::fs::read_to_string(&dir).unwrap().lines().count();
     assert_eq!(label_lines, report.labels);
     let _ = std::fs::remove_file(&dir);
