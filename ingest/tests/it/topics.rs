@@ -54,6 +54,13 @@ async fn apply_raises_partitions_and_repairs_configs() {
             to: before + 2
         }
     );
+    // Metadata is eventually consistent: wait until the broker reports the new count.
+    for _ in 0..100 {
+        if admin.partition_counts().await.unwrap().get(&name) == Some(&(before + 2)) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     // Back to the catalogue: partitions cannot shrink, retention is restored.
     let changes = admin.apply(&k.names.plan()).await.unwrap();
     let change = &changes.iter().find(|c| c.0 == name).unwrap().1;
