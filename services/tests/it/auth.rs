@@ -8,7 +8,7 @@ use serde_json::json;
 use services::ServicesConfig;
 use sqlx::PgPool;
 
-use crate::support::TestApp;
+use crate::support::{TestApp, error_fields};
 
 #[sqlx::test(migrations = false)]
 async fn register_then_login_writes_both_events_to_the_outbox(pool: PgPool) {
@@ -47,13 +47,10 @@ async fn bad_registrations_are_4xx_problems_and_write_nothing(pool: PgPool) {
         )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    let fields: Vec<&str> = r.json["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
-    assert_eq!(fields, ["email", "password", "display_name", "country"]);
+    assert_eq!(
+        error_fields(&r.json),
+        ["email", "password", "display_name", "country"]
+    );
 
     let r = app
         .post("/v1/auth/register", json!({"email": "a@example.com", "password": "long enough pw", "display_name": "A", "country": "DE", "role": "admin"}))

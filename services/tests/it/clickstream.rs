@@ -11,7 +11,7 @@ use ingest::{ConsumerOptions, DurableConsumer, KafkaConfig, Record, Sink, SinkEr
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::support::TestApp;
+use crate::support::{TestApp, error_fields};
 
 fn post(body: Value, token: Option<&str>, session: Option<&str>) -> Request<Body> {
     let mut b = Request::post("/v1/events").header(header::CONTENT_TYPE, "application/json");
@@ -74,13 +74,7 @@ async fn intake_publishes_the_good_records_and_names_the_bad(pool: PgPool) {
         "{}",
         r.json
     );
-    let fields: Vec<&str> = r.json["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
-    assert_eq!(fields, ["events[1].data", "events[3].type"]);
+    assert_eq!(error_fields(&r.json), ["events[1].data", "events[3].type"]);
 
     // A returning anonymous visitor keeps their session; a signed-in user is taken from the token.
     let session = uuid::Uuid::now_v7().to_string();

@@ -7,7 +7,7 @@ use services::ServicesConfig;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::support::TestApp;
+use crate::support::{TestApp, error_fields};
 
 const GOOD_CARD: &str = "4242 4242 4242 4242";
 
@@ -138,13 +138,10 @@ async fn catalog_rules_validation_ownership_paging_and_price_history(pool: PgPoo
     let r = app
         .call(Method::POST, "/v1/products", Some(bad), Some(&vendor))
         .await;
-    let fields: Vec<&str> = r.json["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
-    assert_eq!(fields, ["price.amount_minor", "weight_grams"]);
+    assert_eq!(
+        error_fields(&r.json),
+        ["price.amount_minor", "weight_grams"]
+    );
 
     let cached = app
         .call(Method::GET, &format!("/v1/products/{id}"), None, None)
@@ -388,13 +385,7 @@ async fn bad_checkout_input_is_refused_before_anything_is_written(pool: PgPool) 
     add_to_cart(&app, &buyer, &p, 1).await;
     let (status, body) = checkout(&app, &buyer, "k", "4242 4242 4242 4241", "Germany").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let fields: Vec<&str> = body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
-    assert_eq!(fields, ["card_number", "shipping_country"]);
+    assert_eq!(error_fields(&body), ["card_number", "shipping_country"]);
     let (status, _) = checkout(&app, &buyer, "k", GOOD_CARD, "KP").await;
     assert_eq!(
         status,
@@ -664,13 +655,7 @@ async fn promotions_and_coupons_are_applied_at_cart_and_checkout(pool: PgPool) {
             Some(&admin),
         )
         .await;
-    let fields: Vec<&str> = r.json["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
-    assert_eq!(fields, ["name", "value", "ends_at"]);
+    assert_eq!(error_fields(&r.json), ["name", "value", "ends_at"]);
 
     let cart = add_to_cart(&app, &buyer, &p, 2).await;
     assert_eq!(

@@ -5,7 +5,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::support::TestApp;
+use crate::support::{TestApp, error_fields};
 
 #[sqlx::test(migrations = false)]
 async fn profiles_and_addresses_belong_to_their_owner(pool: PgPool) {
@@ -67,13 +67,7 @@ async fn profiles_and_addresses_belong_to_their_owner(pool: PgPool) {
             Some(&alice),
         )
         .await;
-    let fields: Vec<&str> = r.json["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
-    assert_eq!(fields, ["name", "country"]);
+    assert_eq!(error_fields(&r.json), ["name", "country"]);
 
     // Bob sees none of it and cannot delete it.
     assert_eq!(

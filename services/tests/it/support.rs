@@ -20,6 +20,19 @@ pub struct Reply {
     pub json: Value,
 }
 
+/// The `field` of each entry of a problem's `errors`, in order.
+pub fn error_fields(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| e["field"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 impl TestApp {
     pub async fn new(pool: PgPool) -> TestApp {
         Self::with_config(pool, ServicesConfig::default()).await
