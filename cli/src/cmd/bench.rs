@@ -22,7 +22,8 @@ use crate::config::Config;
 pub enum BenchCommand {
     /// Checkout orders/s and p50/p99, product GET req/s and p99 (targets: >= 1,500
     /// checkouts/s with p99 < 50 ms; >= 20,000 GET/s with p99 < 10 ms). Uses a fresh
-    /// database that is dropped afterwards; build with --release for meaningful figures.
+    /// database and private topics, removed afterwards; build with --release for meaningful
+    /// figures.
     Checkout(CheckoutArgs),
 }
 
@@ -103,7 +104,23 @@ pub async fn run(cfg: &Config, cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     bench_cfg.database.max_connections = (args.concurrency as u32 * 2).max(16);
     // Every client comes from 127.0.0.1: the per-IP limit would measure itself.
     bench_cfg.services.rate_limit_ip_per_sec = 0.0;
+    // Private topics too, so the benchmark's events never mix with real traffic.
+    bench_cfg.kafka.topic_prefix = format!("{name}.");
     let result = bench(&bench_cfg, &args).await;
+    let topics: Vec<String> = bench_cfg
+        .kafka
+        .topic_names()
+        .plan()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    if let Err(e) = ingest::TopicAdmin::new(&bench_cfg.kafka)?
+        .delete(&refs)
+        .await
+    {
+        eprintln!("warning: could not delete the benchmark's topics: {e}");
+    }
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE {name} WITH (FORCE)"
     )))
