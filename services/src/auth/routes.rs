@@ -63,15 +63,7 @@ fn parse_email(raw: &str) -> Option<String> {
 }
 
 pub(crate) fn role_names(roles: &[Role]) -> Vec<String> {
-    roles
-        .iter()
-        .map(|r| {
-            serde_json::to_value(r)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
-        })
-        .collect()
+    roles.iter().map(crate::http::wire_name).collect()
 }
 
 fn parse_roles(names: &[String]) -> Vec<Role> {

@@ -324,11 +324,7 @@ async fn list(
     State(app): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Page<Product>>, Problem> {
-    let (limit, after) = PageQuery {
-        limit: q.limit,
-        cursor: q.cursor.clone(),
-    }
-    .parse()?;
+    let (limit, after) = PageQuery::of(q.limit, q.cursor.clone()).parse()?;
     let sql = format!(
         "SELECT {COLUMNS} FROM catalog.products
          WHERE status = 'active' AND ($1::text IS NULL OR category = $1) AND ($2::uuid IS NULL OR id > $2)
@@ -405,10 +401,7 @@ async fn update(
         p.price = price;
     }
     if let Some(s) = req.status {
-        p.status = serde_json::to_value(s)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
+        p.status = crate::http::wire_name(&s);
     }
     sqlx::query(
         "UPDATE catalog.products SET names = $2, category = $3, price_minor = $4, currency = $5,

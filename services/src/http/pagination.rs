@@ -18,6 +18,12 @@ pub struct PageQuery {
 }
 
 impl PageQuery {
+    /// From a route's own query struct (which cannot `#[serde(flatten)]` this one: flattening
+    /// breaks number parsing in query strings).
+    pub fn of(limit: Option<i64>, cursor: Option<String>) -> Self {
+        PageQuery { limit, cursor }
+    }
+
     /// (limit, id after which the page starts).
     pub fn parse(&self) -> Result<(i64, Option<Uuid>), Problem> {
         let limit = self.limit.unwrap_or(20);

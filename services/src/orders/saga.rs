@@ -128,13 +128,6 @@ async fn history(
     Ok(())
 }
 
-fn reason_name(r: CancelReason) -> String {
-    serde_json::to_value(r)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 async fn cancel(
     app: &AppState,
     order_id: Uuid,
@@ -145,7 +138,7 @@ async fn cancel(
     let mut tx = app.pool.begin().await?;
     sqlx::query("UPDATE orders.orders SET status = 'cancelled', cancel_reason = $2, updated_at = now() WHERE id = $1")
         .bind(order_id)
-        .bind(reason_name(reason))
+        .bind(crate::http::wire_name(&reason))
         .execute(&mut *tx)
         .await?;
     history(&mut tx, order_id, "cancelled", Some(&detail)).await?;

@@ -54,13 +54,6 @@ pub enum PaymentError {
     Gateway(#[from] GatewayFault),
 }
 
-fn reason_name(r: DeclineReason) -> String {
-    serde_json::to_value(r)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 async fn existing(pool: &PgPool, order_id: Uuid) -> Result<Option<Authorization>, PaymentError> {
     let row: Option<(Uuid, String, Option<String>)> = sqlx::query_as(
         "SELECT id, status, decline_reason FROM payments.payments WHERE order_id = $1",
@@ -155,7 +148,7 @@ pub async fn authorize(
     .bind(amount.currency.as_str())
     .bind(&fingerprint)
     .bind(status)
-    .bind(reason.map(reason_name))
+    .bind(reason.as_ref().map(crate::http::wire_name))
     .bind(&auth_code)
     .execute(&mut *tx)
     .await?;

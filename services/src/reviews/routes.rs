@@ -153,11 +153,7 @@ async fn list(
     State(app): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Page<Review>>, Problem> {
-    let (limit, after) = PageQuery {
-        limit: q.limit,
-        cursor: q.cursor,
-    }
-    .parse()?;
+    let (limit, after) = PageQuery::of(q.limit, q.cursor).parse()?;
     let rows: Vec<(Uuid, i16, String, String, bool)> = sqlx::query_as(
         "SELECT id, rating, title, body, verified_purchase FROM reviews.reviews
          WHERE product_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3",
