@@ -163,9 +163,13 @@ impl TopicAdmin {
                 .create_topics(new_topics.iter(), &Self::opts())
                 .await
                 .map_err(|e| admin_err("create", "*", e))?;
+            let mut created = Vec::new();
             for r in results {
                 match r {
-                    Ok(name) => changes.push((name, TopicChange::Created)),
+                    Ok(name) => {
+                        created.push(name.clone());
+                        changes.push((name, TopicChange::Created))
+                    }
                     // Created concurrently by someone else: fine, it is checked below next time.
                     Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
                         changes.push((name, TopicChange::Unchanged))
@@ -175,6 +179,7 @@ impl TopicAdmin {
                     }
                 }
             }
+            self.wait_visible(&created).await?;
         }
 
         for plan in plans {
@@ -228,6 +233,28 @@ impl TopicAdmin {
             changes.push((plan.name.clone(), change));
         }
         Ok(changes)
+    }
+
+    /// Waits (up to 15 s) until metadata lists every topic in `names`: a topic just created
+    /// is not yet known to every broker, and callers expect to use it at once (a second
+    /// `apply` would otherwise try to create it again and see it as unchanged).
+    async fn wait_visible(&self, names: &[String]) -> Result<(), KafkaError> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let known = self.partition_counts().await?;
+            let missing: Vec<&String> = names.iter().filter(|n| !known.contains_key(*n)).collect();
+            if missing.is_empty() {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(admin_err(
+                    "create",
+                    missing[0],
+                    "created but not visible in metadata after 15 s",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Deletes topics (tests clean up their private topics with this).

@@ -49,7 +49,7 @@ impl KafkaConfig {
     }
 
     /// Settings common to every client.
-    pub(crate) fn client_config(&self) -> ClientConfig {
+    pub fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers)
             .set("client.id", &self.client_id)

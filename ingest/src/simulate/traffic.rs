@@ -305,14 +305,15 @@ impl Generator {
                 status: ProductStatus::Active,
             });
         }
+        // The regulars are existing accounts: registered months or years before the traffic.
         let customers = self.world.customers.clone();
         for c in customers {
-            self.register(&c);
+            let days = self.rng.random_range(30..1_500);
+            self.register(&c, self.time() - chrono::Duration::days(days));
         }
     }
 
-    fn register(&mut self, c: &Customer) {
-        let registered_at = self.time();
+    fn register(&mut self, c: &Customer, registered_at: DateTime<Utc>) {
         self.emit(UserRegistered {
             user_id: c.id,
             email: format!("{}@customers.invalid", c.id.simple()),
@@ -360,7 +361,13 @@ impl Generator {
 
     /// An ordinary session: browse, search, maybe buy.
     fn shop(&mut self) {
-        let ci = self.skewed(self.world.customers.len(), 2);
+        // Repeat customers, mildly skewed: the most loyal customer has a few visits a day, not
+        // dozens an hour (which would make every regular look like a velocity fraud).
+        let ci = {
+            let u: f64 = self.rng.random();
+            ((u.powf(1.5) * self.world.customers.len() as f64) as usize)
+                .min(self.world.customers.len() - 1)
+        };
         let c = self.world.customers[ci].clone();
         let session = self.id();
         if self.rng.random_bool(0.7) {
@@ -771,7 +778,7 @@ impl Generator {
             card: world::card(&mut self.rng, country.clone()),
             country,
         };
-        self.register(&c);
+        self.register(&c, self.time());
         c
     }
 }

@@ -1,0 +1,665 @@
+//! The processing engine shared by every stream processor.
+//!
+//! A processor is plain synchronous code over its checkpointed state; the engine does the
+//! I/O around it:
+//! 1. polls a batch from Kafka; undecodable records go to `<topic>.dlq` and are skipped;
+//! 2. hands each record to the processor with the state of its *shard* and advances the
+//!    shard's input offsets; records below a shard's checkpointed offset (re-delivered after
+//!    a crash) are skipped, so state never counts an event twice;
+//! 3. advances event-time watermarks (per partition, idle partitions excluded) and lets the
+//!    processor fire windows;
+//! 4. checkpoints: produces the outputs (metrics, alerts, late events) and waits for their
+//!    delivery, then in **one PostgreSQL transaction** upserts the sink rows and saves each
+//!    changed shard's state with its offsets (fenced by version, so a zombie instance cannot
+//!    overwrite a newer checkpoint), and only then commits offsets to Kafka.
+//!
+//! A crash anywhere replays from the last checkpoint: PostgreSQL sinks are upserts of
+//! absolute values or inserts keyed by event id, so they end up exactly-once; Kafka outputs
+//! may repeat with the same key and id, which consumers drop.
+//!
+//! Two modes: [`Mode::Partitioned`] processors join a consumer group and keep one shard per
+//! input partition, so several instances share the work and a survivor resumes a dead
+//! instance's partitions from their checkpoints. [`Mode::Global`] processors need state
+//! across keys of different partitions (fraud features per card and device, whole-shop
+//! anomaly series): one leader (a PostgreSQL advisory lock) consumes every partition into
+//! one shard; standbys wait for the lock and take over from the checkpoint.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::time::Duration;
+
+use events::{Envelope, Topic, TopicNames};
+use ingest::kafka::{decode_message, envelope_headers};
+use ingest::{EventProducer, KafkaConfig, KafkaError, dlq};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::PgPool;
+use tokio::time::Instant;
+
+use crate::sink::{self, Row};
+use crate::window::{Millis, Watermarks};
+
+/// How a processor's state is split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Partitioned,
+    Global,
+}
+
+/// One decoded input record.
+pub struct In<'a> {
+    pub topic: Topic,
+    pub partition: i32,
+    pub offset: i64,
+    pub envelope: &'a Envelope,
+    /// Event time in milliseconds.
+    pub ts: Millis,
+}
+
+/// A record for Kafka: a contract event, or a JSON document (metrics, late events).
+#[derive(Debug, Clone)]
+pub enum OutRecord {
+    Event(Envelope),
+    Json {
+        topic: Topic,
+        key: String,
+        value: serde_json::Value,
+    },
+    /// An input record passed on unchanged (late events keep their CloudEvents headers).
+    Late {
+        envelope: Envelope,
+        origin: String,
+    },
+}
+
+/// What a processor produced while handling records.
+#[derive(Debug, Default)]
+pub struct Out {
+    pub records: Vec<OutRecord>,
+    pub rows: Vec<Row>,
+    /// Checkpoint as soon as this batch is done (alerts want low latency).
+    pub urgent: bool,
+}
+
+/// A stream processor: synchronous logic over a checkpointed state.
+pub trait Processor: Send {
+    type State: Serialize + DeserializeOwned + Send;
+    fn name(&self) -> &'static str;
+    fn mode(&self) -> Mode;
+    fn inputs(&self) -> Vec<Topic>;
+    fn new_state(&self) -> Self::State;
+    fn on_event(&mut self, state: &mut Self::State, input: &In<'_>, out: &mut Out);
+    /// The shard's watermark moved forward: fire windows.
+    fn on_watermark(&mut self, state: &mut Self::State, watermark: Millis, out: &mut Out);
+    /// Before a checkpoint of a changed shard: emit partial results as sink rows.
+    fn on_checkpoint(&mut self, _state: &mut Self::State, _shard: &str, _out: &mut Out) {}
+    /// Between batches: reload rules, catch up side tables.
+    fn between_batches(&mut self) {}
+}
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub kafka: KafkaConfig,
+    /// Out-of-orderness tolerated before events count against lateness.
+    pub watermark_bound: Duration,
+    /// A partition without events for this long does not hold the watermark back.
+    pub idle_after: Duration,
+    /// How often state is checkpointed (sooner when alerts are waiting).
+    pub checkpoint_every: Duration,
+    pub max_batch: usize,
+    /// Stop once every assigned partition is caught up and idle this long (tests, benches).
+    pub stop_when_idle: Option<Duration>,
+}
+
+impl EngineConfig {
+    pub fn new(kafka: KafkaConfig) -> Self {
+        EngineConfig {
+            kafka,
+            watermark_bound: Duration::from_secs(5),
+            idle_after: Duration::from_secs(10),
+            checkpoint_every: Duration::from_millis(500),
+            max_batch: 5_000,
+            stop_when_idle: None,
+        }
+    }
+
+    /// The consumer group (and checkpoint namespace) of a processor.
+    pub fn group(&self, processor: &str) -> String {
+        format!("{}shopstream-stream-{processor}", self.kafka.topic_prefix)
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RunReport {
+    pub processed: u64,
+    pub skipped_replayed: u64,
+    pub dead_lettered: u64,
+    pub late: u64,
+    pub checkpoints: u64,
+    pub fenced: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    #[error("Kafka consumer: {0}")]
+    Consumer(#[from] rdkafka::error::KafkaError),
+    #[error("PostgreSQL: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("checkpoint state of {processor}/{shard} is unreadable: {source}")]
+    State {
+        processor: String,
+        shard: String,
+        source: serde_json::Error,
+    },
+}
+
+struct Shard<S> {
+    state: S,
+    offsets: BTreeMap<(String, i32), i64>,
+    version: i64,
+    watermark: Millis,
+    dirty: bool,
+    partitions: Vec<(String, i32)>,
+}
+
+fn now_ms() -> Millis {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Runs one processor until `shutdown` resolves (or, with `stop_when_idle`, until caught up).
+pub async fn run<P: Processor>(
+    mut processor: P,
+    pool: PgPool,
+    cfg: EngineConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunReport, EngineError> {
+    use futures::FutureExt;
+    tokio::pin!(shutdown);
+    let names = cfg.kafka.topic_names();
+    let group = cfg.group(processor.name());
+    let topics: Vec<(Topic, String)> = processor
+        .inputs()
+        .into_iter()
+        .map(|t| (t, names.name(t)))
+        .collect();
+    let by_name: HashMap<String, Topic> = topics.iter().map(|(t, n)| (n.clone(), *t)).collect();
+    let consumer: StreamConsumer = cfg
+        .kafka
+        .client_config()
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+        .set("fetch.wait.max.ms", "20")
+        .create()
+        .map_err(|source| KafkaError::Setup {
+            what: "stream consumer",
+            brokers: cfg.kafka.brokers.clone(),
+            source,
+        })?;
+    let producer = EventProducer::new(&cfg.kafka)?;
+    let mode = processor.mode();
+
+    // A global processor leads alone: hold the advisory lock for the whole run.
+    let _leader = match mode {
+        Mode::Global => {
+            let lock = acquire_leader(&pool, &group, &mut shutdown).await?;
+            let Some(lock) = lock else {
+                return Ok(RunReport::default());
+            };
+            let cp = load_checkpoint(&pool, &group, "all").await?;
+            let mut tpl = TopicPartitionList::new();
+            for (_, name) in &topics {
+                let md = consumer.fetch_metadata(Some(name), Duration::from_secs(10))?;
+                let parts = md
+                    .topics()
+                    .first()
+                    .map(|t| t.partitions().len())
+                    .unwrap_or(0);
+                for p in 0..parts as i32 {
+                    let off = cp
+                        .as_ref()
+                        .and_then(|c| c.1.get(&(name.clone(), p)).copied())
+                        .map(Offset::Offset)
+                        .unwrap_or(Offset::Beginning);
+                    tpl.add_partition_offset(name, p, off)?;
+                }
+            }
+            consumer.assign(&tpl)?;
+            Some(lock)
+        }
+        Mode::Partitioned => {
+            let refs: Vec<&str> = topics.iter().map(|(_, n)| n.as_str()).collect();
+            consumer.subscribe(&refs)?;
+            None
+        }
+    };
+
+    let mut shards: HashMap<String, Shard<P::State>> = HashMap::new();
+    let mut clocks = Watermarks::new(
+        cfg.watermark_bound.as_millis() as Millis,
+        cfg.idle_after.as_millis() as Millis,
+    );
+    let mut report = RunReport::default();
+    let mut out = Out::default();
+    let mut last_checkpoint = Instant::now();
+    let mut last_record = Instant::now();
+    // Partitions whose next records must be ignored until the consumer re-positions.
+    let mut seeking: HashMap<(String, i32), i64> = HashMap::new();
+
+    loop {
+        let stopping = (&mut shutdown).now_or_never().is_some();
+        let idle_done = cfg
+            .stop_when_idle
+            .is_some_and(|d| last_record.elapsed() >= d);
+        if stopping || idle_done {
+            checkpoint(
+                &mut processor,
+                &pool,
+                &producer,
+                &names,
+                &group,
+                &consumer,
+                &mut shards,
+                &mut out,
+                &mut report,
+            )
+            .await?;
+            return Ok(report);
+        }
+
+        let batch = poll_batch(&consumer, cfg.max_batch, &group).await?;
+        if !batch.is_empty() {
+            last_record = Instant::now();
+        }
+        processor.between_batches();
+        let now = now_ms();
+        for m in &batch {
+            let key = (m.topic().to_owned(), m.partition());
+            if let Some(&want) = seeking.get(&key) {
+                if m.offset() != want {
+                    continue;
+                }
+                seeking.remove(&key);
+            }
+            let shard_id = match mode {
+                Mode::Global => "all".to_owned(),
+                Mode::Partitioned => format!("{}:{}", key.0, key.1),
+            };
+            if !shards.contains_key(&shard_id) {
+                let shard = match load_checkpoint(&pool, &group, &shard_id).await? {
+                    Some((version, offsets, watermark, state)) => Shard {
+                        state: serde_json::from_value(state).map_err(|source| {
+                            EngineError::State {
+                                processor: group.clone(),
+                                shard: shard_id.clone(),
+                                source,
+                            }
+                        })?,
+                        offsets,
+                        version,
+                        watermark,
+                        dirty: false,
+                        partitions: Vec::new(),
+                    },
+                    None => Shard {
+                        state: processor.new_state(),
+                        offsets: BTreeMap::new(),
+                        version: 0,
+                        watermark: Millis::MIN,
+                        dirty: false,
+                        partitions: Vec::new(),
+                    },
+                };
+                shards.insert(shard_id.clone(), shard);
+            }
+            let shard = shards.get_mut(&shard_id).expect("loaded above");
+            if !shard.partitions.contains(&key) {
+                shard.partitions.push(key.clone());
+            }
+            if let Some(&next) = shard.offsets.get(&key) {
+                if m.offset() < next {
+                    report.skipped_replayed += 1;
+                    continue;
+                }
+                if m.offset() > next {
+                    // The consumer is ahead of the checkpoint (another instance's commit, or
+                    // a fenced shard): go back so nothing between is missed.
+                    consumer.seek(&key.0, key.1, Offset::Offset(next), Duration::from_secs(5))?;
+                    seeking.insert(key.clone(), next);
+                    continue;
+                }
+            }
+            shard.offsets.insert(key.clone(), m.offset() + 1);
+            shard.dirty = true;
+            let envelope = match decode_message(m) {
+                Ok(e) => e,
+                Err(e) => {
+                    let dlq_topic = TopicNames::dlq_of(m.topic());
+                    tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(),
+                        error = %e, %dlq_topic, "undecodable record routed to the DLQ");
+                    let headers = dlq::dlq_headers(m, &group, e.kind(), &e.to_string());
+                    producer
+                        .send_raw(&dlq_topic, m.key(), m.payload(), headers)
+                        .await?;
+                    report.dead_lettered += 1;
+                    continue;
+                }
+            };
+            let topic = by_name[m.topic()];
+            let ts = envelope.time.timestamp_millis();
+            clocks.observe(&key.0, key.1, ts, now);
+            let input = In {
+                topic,
+                partition: key.1,
+                offset: m.offset(),
+                envelope: &envelope,
+                ts,
+            };
+            processor.on_event(&mut shard.state, &input, &mut out);
+            report.processed += 1;
+        }
+
+        // Watermarks: a shard follows its own partitions, and idle ones follow the rest.
+        let instance_wm = clocks.watermark(now, None);
+        for shard in shards.values_mut() {
+            let own = clocks.watermark(now, Some(&shard.partitions));
+            let wm = own.max(instance_wm).unwrap_or(Millis::MIN);
+            if wm > shard.watermark {
+                shard.watermark = wm;
+                shard.dirty = true;
+                processor.on_watermark(&mut shard.state, wm, &mut out);
+            }
+        }
+        report.late += out
+            .records
+            .iter()
+            .filter(|r| matches!(r, OutRecord::Late { .. }))
+            .count() as u64;
+
+        if out.urgent || last_checkpoint.elapsed() >= cfg.checkpoint_every {
+            checkpoint(
+                &mut processor,
+                &pool,
+                &producer,
+                &names,
+                &group,
+                &consumer,
+                &mut shards,
+                &mut out,
+                &mut report,
+            )
+            .await?;
+            last_checkpoint = Instant::now();
+        }
+
+        // Partitions revoked in a rebalance: once their state is checkpointed, drop it (a
+        // save after the new owner took over is fenced, so either way nothing is lost).
+        if mode == Mode::Partitioned {
+            let assigned: HashSet<(String, i32)> = consumer
+                .assignment()?
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect();
+            shards.retain(|_, s| s.dirty || s.partitions.iter().all(|p| assigned.contains(p)));
+            let held: HashSet<(String, i32)> = shards
+                .values()
+                .flat_map(|s| s.partitions.iter().cloned())
+                .collect();
+            clocks.retain(|k| held.contains(k) || assigned.contains(k));
+        }
+    }
+}
+
+async fn poll_batch(
+    consumer: &StreamConsumer,
+    max: usize,
+    group: &str,
+) -> Result<Vec<OwnedMessage>, EngineError> {
+    let mut out = Vec::new();
+    let mut until = Instant::now() + Duration::from_millis(100);
+    loop {
+        match tokio::time::timeout_at(until, consumer.recv()).await {
+            Err(_) => return Ok(out),
+            Ok(Ok(m)) => {
+                out.push(m.detach());
+                if out.len() == 1 {
+                    until = Instant::now() + Duration::from_millis(20);
+                }
+                if out.len() >= max {
+                    return Ok(out);
+                }
+            }
+            Ok(Err(e @ rdkafka::error::KafkaError::MessageConsumptionFatal(_))) => {
+                return Err(e.into());
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(%group, error = %e, "transient consume error, continuing");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return Ok(out);
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn checkpoint<P: Processor>(
+    processor: &mut P,
+    pool: &PgPool,
+    producer: &EventProducer,
+    names: &TopicNames,
+    group: &str,
+    consumer: &StreamConsumer,
+    shards: &mut HashMap<String, Shard<P::State>>,
+    out: &mut Out,
+    report: &mut RunReport,
+) -> Result<(), EngineError> {
+    for (id, shard) in shards.iter_mut().filter(|(_, s)| s.dirty) {
+        processor.on_checkpoint(&mut shard.state, id, out);
+    }
+    // 1. Outputs to Kafka, delivered before anything is marked done.
+    let sends = out.records.drain(..).map(|r| async move {
+        match r {
+            OutRecord::Event(env) => producer.publish(&env).await.map(|_| ()),
+            OutRecord::Json { topic, key, value } => {
+                let payload = serde_json::to_vec(&value).unwrap_or_default();
+                let headers = OwnedHeaders::new().insert(Header {
+                    key: "content-type",
+                    value: Some("application/json"),
+                });
+                producer
+                    .send_raw(
+                        &names.name(topic),
+                        Some(key.as_bytes()),
+                        Some(&payload),
+                        headers,
+                    )
+                    .await
+                    .map(|_| ())
+            }
+            OutRecord::Late { envelope, origin } => {
+                let headers = envelope_headers(&envelope).insert(Header {
+                    key: "late.origin",
+                    value: Some(origin.as_bytes()),
+                });
+                producer
+                    .send_raw(
+                        &names.name(Topic::LateEvents),
+                        Some(envelope.key().as_bytes()),
+                        Some(&envelope.payload()),
+                        headers,
+                    )
+                    .await
+                    .map(|_| ())
+            }
+        }
+    });
+    for r in futures::future::join_all(sends).await {
+        r?;
+    }
+    // 2. Sinks and state in one transaction, fenced per shard.
+    let rows = std::mem::take(&mut out.rows);
+    out.urgent = false;
+    let mut tx = pool.begin().await?;
+    sink::write(&mut tx, &rows).await?;
+    let mut fenced = Vec::new();
+    let mut saved = Vec::new();
+    for (id, shard) in shards.iter_mut().filter(|(_, s)| s.dirty) {
+        let offsets: BTreeMap<String, i64> = shard
+            .offsets
+            .iter()
+            .map(|((t, p), o)| (format!("{t}\u{1f}{p}"), *o))
+            .collect();
+        let state = serde_json::to_value(&shard.state).map_err(|source| EngineError::State {
+            processor: group.to_owned(),
+            shard: id.clone(),
+            source,
+        })?;
+        let wm = (shard.watermark != Millis::MIN).then_some(shard.watermark);
+        let ok = if shard.version == 0 {
+            sqlx::query(
+                "INSERT INTO streams.checkpoints (processor, shard, version, offsets, watermark, state)
+                 VALUES ($1, $2, 1, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(group)
+            .bind(id)
+            .bind(sqlx::types::Json(&offsets))
+            .bind(wm)
+            .bind(&state)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1
+        } else {
+            sqlx::query(
+                "UPDATE streams.checkpoints SET version = version + 1, offsets = $4, watermark = $5,
+                        state = $6, updated_at = now()
+                 WHERE processor = $1 AND shard = $2 AND version = $3",
+            )
+            .bind(group)
+            .bind(id)
+            .bind(shard.version)
+            .bind(sqlx::types::Json(&offsets))
+            .bind(wm)
+            .bind(&state)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1
+        };
+        if ok {
+            saved.push(id.clone());
+        } else {
+            fenced.push(id.clone());
+        }
+    }
+    if !fenced.is_empty() {
+        // Another instance owns these shards now: nothing of this batch may land.
+        tx.rollback().await?;
+        tracing::warn!(%group, shards = ?fenced, "checkpoint fenced by a newer owner; dropping the shards");
+        report.fenced += fenced.len() as u64;
+        for id in fenced {
+            shards.remove(&id);
+        }
+        // The rows of the other shards are lost with the rollback: reload them too.
+        for id in saved {
+            shards.remove(&id);
+        }
+        return Ok(());
+    }
+    tx.commit().await?;
+    report.checkpoints += 1;
+    // 3. Offsets to Kafka only now (lag monitoring; the checkpoint is the source of truth).
+    let mut tpl = TopicPartitionList::new();
+    for id in &saved {
+        let shard = shards.get_mut(id).expect("saved shard");
+        shard.version += 1;
+        shard.dirty = false;
+        for ((t, p), o) in &shard.offsets {
+            tpl.add_partition_offset(t, *p, Offset::Offset(*o))?;
+        }
+    }
+    if tpl.count() > 0
+        && let Err(e) = consumer.commit(&tpl, CommitMode::Async)
+    {
+        tracing::debug!(%group, error = %e, "offset commit failed (the checkpoint holds them)");
+    }
+    metrics::counter!("shopstream_stream_checkpoints_total", "processor" => group.to_owned())
+        .increment(1);
+    Ok(())
+}
+
+type Loaded = (i64, BTreeMap<(String, i32), i64>, Millis, serde_json::Value);
+
+async fn load_checkpoint(
+    pool: &PgPool,
+    group: &str,
+    shard: &str,
+) -> Result<Option<Loaded>, EngineError> {
+    let row: Option<(
+        i64,
+        sqlx::types::Json<BTreeMap<String, i64>>,
+        Option<i64>,
+        serde_json::Value,
+    )> = sqlx::query_as(
+        "SELECT version, offsets, watermark, state FROM streams.checkpoints
+             WHERE processor = $1 AND shard = $2",
+    )
+    .bind(group)
+    .bind(shard)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(v, offsets, wm, state)| {
+        let offsets = offsets
+            .0
+            .into_iter()
+            .filter_map(|(k, o)| {
+                let (t, p) = k.split_once('\u{1f}')?;
+                Some(((t.to_owned(), p.parse().ok()?), o))
+            })
+            .collect();
+        (v, offsets, wm.unwrap_or(Millis::MIN), state)
+    }))
+}
+
+/// Holds the leader lock of a global processor; released when dropped or the process dies.
+pub struct Leader(#[allow(dead_code)] sqlx::pool::PoolConnection<sqlx::Postgres>);
+
+async fn acquire_leader(
+    pool: &PgPool,
+    group: &str,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Result<Option<Leader>, EngineError> {
+    use futures::FutureExt;
+    let mut conn = pool.acquire().await?;
+    let mut announced = false;
+    loop {
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+            .bind(group)
+            .fetch_one(&mut *conn)
+            .await?;
+        if got {
+            tracing::info!(%group, "leading");
+            return Ok(Some(Leader(conn)));
+        }
+        if !announced {
+            tracing::info!(%group, "standing by: another instance leads");
+            announced = true;
+        }
+        if shutdown.as_mut().now_or_never().is_some() {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
