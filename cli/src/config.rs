@@ -20,6 +20,35 @@ pub struct Config {
     pub http: HttpConfig,
     pub log: LogConfig,
     pub simulator: SimulatorConfig,
+    pub streams: StreamsConfig,
+}
+
+/// Stream processors (`[streams]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamsConfig {
+    /// Fraud score (0–99) at which an alert goes to the review queue.
+    pub review_threshold: u8,
+    /// Fraud score at which the card and customer are also blocked.
+    pub block_threshold: u8,
+    /// Logistic-regression weights file for the fraud score (the built-in ones if empty).
+    pub fraud_model: String,
+    /// Out-of-orderness tolerated before events count as late, in seconds.
+    pub watermark_secs: u64,
+    /// How long a fired window still accepts late events, in seconds.
+    pub allowed_lateness_secs: u64,
+}
+
+impl Default for StreamsConfig {
+    fn default() -> Self {
+        StreamsConfig {
+            review_threshold: 65,
+            block_threshold: 75,
+            fraud_model: String::new(),
+            watermark_secs: 5,
+            allowed_lateness_secs: 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -61,6 +61,12 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         write: Option<PathBuf>,
     },
+    /// Run stream processors: aggregate, fraud, anomaly, or all (start several instances to
+    /// share the work; a survivor takes over a dead instance's partitions).
+    Stream(cmd::stream::StreamArgs),
+    /// Fraud rules: list, change (hot-reloaded by running processors), publish.
+    #[command(subcommand)]
+    Rules(cmd::stream::RulesCommand),
     /// Simulate storefront traffic with injected fraud and a ground-truth label log.
     Simulate(cmd::simulate::SimulateArgs),
     /// Benchmarks against the local stack (prints a table; not a test).
@@ -134,6 +140,8 @@ fn main() -> ExitCode {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Simulate(a) => cmd::simulate::run(&cfg, a).await,
+            Command::Stream(a) => cmd::stream::run(&cfg, a).await,
+            Command::Rules(c) => cmd::stream::rules(&cfg, c).await,
             Command::Bench(c) => cmd::bench::run(&cfg, c).await,
             Command::Topics(c) => cmd::topics::run(&cfg, c).await,
             Command::Events(c) => cmd::events::run(c),

@@ -147,6 +147,7 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     crate::users::migrator().run(pool).await?;
     crate::reviews::migrator().run(pool).await?;
     crate::pricing::migrator().run(pool).await?;
+    streams::migrator().run(pool).await?;
     Ok(())
 }
 
@@ -160,6 +161,7 @@ fn api() -> OpenApiRouter<AppState> {
             crate::catalog::routes().merge(crate::catalog::images::routes()),
         )
         .nest("/v1/inventory", crate::inventory::routes())
+        .nest("/v1/fraud", crate::fraud::routes())
         .nest("/v1", crate::cart::routes())
         .nest("/v1", crate::orders::routes())
         .nest("/v1/payments", crate::payments::routes())

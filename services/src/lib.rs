@@ -12,6 +12,7 @@ pub mod auth;
 pub mod cart;
 pub mod catalog;
 pub mod clickstream;
+pub mod fraud;
 pub mod http;
 pub mod inventory;
 pub mod orders;

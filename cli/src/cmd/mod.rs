@@ -6,5 +6,6 @@ pub mod lifecycle;
 pub mod platform;
 pub mod serve;
 pub mod simulate;
+pub mod stream;
 pub mod topics;
 pub mod up;

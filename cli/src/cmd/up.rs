@@ -106,6 +106,16 @@ pub async fn run(cfg: &Config, args: UpArgs) -> anyhow::Result<ExitCode> {
             Ok(format!("outbox relay published {} events", stats.published))
         }));
     }
+    tasks.extend(
+        crate::cmd::stream::spawn(
+            cfg,
+            &pool,
+            crate::cmd::stream::Which::All,
+            None,
+            stop_rx.clone(),
+        )
+        .await?,
+    );
     if rate > 0.0 {
         let producer = EventProducer::new(&cfg.kafka)?;
         let (p, stop, cfg_sim) = (produced.clone(), stop_rx.clone(), cfg.simulator.clone());

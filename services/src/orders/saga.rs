@@ -209,6 +209,21 @@ pub async fn checkout(
                 .collect(),
         ));
     };
+    // The fraud team's blocklist (filled by the fraud processor at the block threshold and by
+    // reviewers): a blocked customer or card cannot check out.
+    let blocked: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM streams.blocklist
+                        WHERE (kind = 'customer' AND value = $1) OR (kind = 'card' AND value = $2))",
+    )
+    .bind(customer_id.to_string())
+    .bind(card.fingerprint())
+    .fetch_one(&app.pool)
+    .await?;
+    if blocked {
+        return Err(Problem::forbidden(
+            "checkout refused: this account or card is blocked after a fraud review; contact support",
+        ));
+    }
     let cart = match cart::store::load(&app.pool, customer_id, req.coupon.as_deref()).await {
         Ok(c) => c,
         Err(cart::store::CartError::InvalidCoupon) => {

@@ -5,6 +5,7 @@ mod auth;
 mod catalog;
 mod clickstream;
 mod commerce;
+mod fraud_review;
 mod gateway;
 mod openapi;
 mod people;
