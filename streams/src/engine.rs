@@ -600,6 +600,14 @@ async fn checkpoint<P: Processor>(
     Ok(())
 }
 
+/// (version, offsets, watermark, state) as stored.
+type CheckpointRow = (
+    i64,
+    sqlx::types::Json<BTreeMap<String, i64>>,
+    Option<i64>,
+    serde_json::Value,
+);
+
 type Loaded = (i64, BTreeMap<(String, i32), i64>, Millis, serde_json::Value);
 
 async fn load_checkpoint(
@@ -607,12 +615,7 @@ async fn load_checkpoint(
     group: &str,
     shard: &str,
 ) -> Result<Option<Loaded>, EngineError> {
-    let row: Option<(
-        i64,
-        sqlx::types::Json<BTreeMap<String, i64>>,
-        Option<i64>,
-        serde_json::Value,
-    )> = sqlx::query_as(
+    let row: Option<CheckpointRow> = sqlx::query_as(
         "SELECT version, offsets, watermark, state FROM streams.checkpoints
              WHERE processor = $1 AND shard = $2",
     )
@@ -633,8 +636,9 @@ async fn load_checkpoint(
     }))
 }
 
-/// Holds the leader lock of a global processor; released when dropped or the process dies.
-pub struct Leader(#[allow(dead_code)] sqlx::pool::PoolConnection<sqlx::Postgres>);
+/// Holds the leader lock of a global processor on a connection of its own (detached from the
+/// pool, so dropping it closes the session and releases the lock, as a crash does).
+pub struct Leader(#[allow(dead_code)] sqlx::PgConnection);
 
 async fn acquire_leader(
     pool: &PgPool,
@@ -642,12 +646,12 @@ async fn acquire_leader(
     shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
 ) -> Result<Option<Leader>, EngineError> {
     use futures::FutureExt;
-    let mut conn = pool.acquire().await?;
+    let mut conn = pool.acquire().await?.detach();
     let mut announced = false;
     loop {
         let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
             .bind(group)
-            .fetch_one(&mut *conn)
+            .fetch_one(&mut conn)
             .await?;
         if got {
             tracing::info!(%group, "leading");

@@ -247,7 +247,7 @@ impl<K: Ord + Clone, A: Default + Clone + Merge> Windowed<K, A> {
             });
             !slots.is_empty()
         });
-        out.sort_by(|a, b| a.window.cmp(&b.window));
+        out.sort_by_key(|e| e.window);
         out
     }
 
@@ -504,8 +504,8 @@ mod tests {
             prop_assert_eq!(f, brute_fixed(spec, &admitted));
         }
 
-        /// Allowed lateness: an event behind the watermark but within lateness updates its
-        /// (already fired) window, which is emitted again.
+        /// Session windows, merged as events arrive out of order, equal sessionizing the
+        /// sorted events by the gap.
         #[test]
         fn session_windows_match_brute_force(ts in disordered(2_000), gap in 1i64..20_000) {
             let spec = WindowSpec::Session { gap };
@@ -516,6 +516,8 @@ mod tests {
         }
     }
 
+    /// Allowed lateness: an event behind the watermark but within lateness updates its
+    /// (already fired) window, which is emitted again; after that it is late.
     #[test]
     fn fired_windows_update_within_lateness_then_go_late() {
         let spec = WindowSpec::Tumbling { size: 10 };

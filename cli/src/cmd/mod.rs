@@ -1,6 +1,7 @@
 //! One module per subcommand: argument types and the wiring behind them.
 
 pub mod bench;
+pub mod bench_streams;
 pub mod events;
 pub mod lifecycle;
 pub mod platform;

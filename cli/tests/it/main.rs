@@ -52,6 +52,10 @@ fn every_subcommand_has_help() {
         vec!["grant", "--help"],
         vec!["openapi", "--help"],
         vec!["bench", "checkout", "--help"],
+        vec!["bench", "streams", "--help"],
+        vec!["stream", "--help"],
+        vec!["rules", "--help"],
+        vec!["rules", "set", "--help"],
         vec!["topics", "--help"],
         vec!["topics", "apply", "--help"],
         vec!["topics", "list", "--help"],
@@ -485,7 +489,9 @@ async fn sigkilled_stream_processors_keep_totals_exact() {
 
     let spawn = || {
         let mut c = Command::new(env!("CARGO_BIN_EXE_shopstream"));
-        c.args(["stream", "aggregate"]).stdout(Stdio::null()).stderr(Stdio::null());
+        c.args(["stream", "aggregate"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         for (k, v) in env {
             c.env(k, v);
         }
@@ -516,7 +522,10 @@ async fn sigkilled_stream_processors_keep_totals_exact() {
             assert!(done < want, "finished before the kill; nothing tested");
             break;
         }
-        assert!(Instant::now() < deadline, "the processors never checkpointed");
+        assert!(
+            Instant::now() < deadline,
+            "the processors never checkpointed"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     a.kill().unwrap(); // SIGKILL

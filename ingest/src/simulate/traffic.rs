@@ -464,30 +464,12 @@ impl Generator {
         payment: Payment,
     ) -> Uuid {
         let order_id = self.id();
-        let mut subtotal = Money::new(0, Currency::EUR);
-        let mut order_lines = Vec::new();
-        let mut weight = 0;
-        let glitched = self
-            .active_at(self.cursor_ms, AnomalyKind::PricingGlitch)
-            .map(|w| self.glitch_product(w.k));
-        for (pi, qty) in lines {
-            let p = &self.world.products[*pi];
-            let price = if glitched == Some(*pi) {
-                Self::glitch_price(p.price)
-            } else {
-                p.price
-            };
-            subtotal.amount_minor += price.amount_minor * i64::from(qty.get());
-            weight += p.weight_grams * qty.get();
-            order_lines.push(OrderLine {
-                product_id: p.id,
-                sku: p.sku.clone(),
-                quantity: *qty,
-                unit_price: price,
-            });
-        }
+        let (lines_at_checkout, weight) = self.price_lines(lines);
         let shipping = Money::new(495, Currency::EUR);
-        let total = Money::new(subtotal.amount_minor + shipping.amount_minor, Currency::EUR);
+        let checkout_total: i64 = lines_at_checkout
+            .iter()
+            .map(|l| l.unit_price.amount_minor * i64::from(l.quantity.get()))
+            .sum();
         let checkout_id = self.id();
         self.emit(CheckoutStarted {
             checkout_id,
@@ -495,9 +477,19 @@ impl Generator {
             session_id: session,
             user_id: c.id,
             item_count: lines.iter().map(|l| l.1.get()).sum(),
-            total,
+            total: Money::new(checkout_total + shipping.amount_minor, Currency::EUR),
         });
         self.wait(1.0, 5.0);
+        // Priced again when the order is placed: a pricing glitch may have begun meanwhile.
+        let (order_lines, _) = self.price_lines(lines);
+        let subtotal = Money::new(
+            order_lines
+                .iter()
+                .map(|l| l.unit_price.amount_minor * i64::from(l.quantity.get()))
+                .sum(),
+            Currency::EUR,
+        );
+        let total = Money::new(subtotal.amount_minor + shipping.amount_minor, Currency::EUR);
         self.emit(OrderPlaced {
             order_id,
             customer_id: c.id,
@@ -591,6 +583,32 @@ impl Generator {
             }
         }
         order_id
+    }
+
+    /// Order lines at the prices in force now (a glitched product at 1 %), and their weight.
+    fn price_lines(&self, lines: &[(usize, Quantity)]) -> (Vec<OrderLine>, u32) {
+        let glitched = self
+            .active_at(self.cursor_ms, AnomalyKind::PricingGlitch)
+            .map(|w| self.glitch_product(w.k));
+        let mut weight = 0;
+        let out = lines
+            .iter()
+            .map(|(pi, qty)| {
+                let p = &self.world.products[*pi];
+                weight += p.weight_grams * qty.get();
+                OrderLine {
+                    product_id: p.id,
+                    sku: p.sku.clone(),
+                    quantity: *qty,
+                    unit_price: if glitched == Some(*pi) {
+                        Self::glitch_price(p.price)
+                    } else {
+                        p.price
+                    },
+                }
+            })
+            .collect();
+        (out, weight)
     }
 
     /// A product index whose unit price is at least `min_minor` (the most expensive if none).

@@ -1,0 +1,281 @@
+//! `shopstream bench streams`: the stream processors over simulator traffic in Kafka.
+//!
+//! Each processor runs on one task (one core of processing; librdkafka's fetch threads work
+//! beside it), from the start of the topics until idle, checkpointing as in production.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use events::domain::orders::{CardRef, OrderLine, OrderPlaced};
+use events::{Country, Currency, Envelope, Event, Money, Quantity, Sku, Topic};
+use ingest::EventProducer;
+use ingest::simulate::{SimConfig, run_direct};
+use sqlx::PgPool;
+use streams::aggregate::{MINUTE, Sum};
+use streams::engine::{In, Mode, Out, Processor};
+use streams::fraud::{FraudDetector, Model, Thresholds, load_rules};
+use streams::table::Products;
+use streams::window::{Millis, WindowSpec, Windowed};
+use streams::{EngineConfig, engine};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::cmd::lifecycle::stopped;
+use crate::cmd::platform;
+use crate::config::Config;
+
+#[derive(Debug, Args)]
+pub struct StreamsArgs {
+    /// Simulator events produced first (direct mode), then processed by each benchmark.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Alert-worthy orders for the latency measurement.
+    #[arg(long, default_value_t = 300)]
+    alerts: usize,
+}
+
+/// (a) Stateless: decode, keep orders and product views, enrich with the product's category.
+struct Stateless {
+    products: Products,
+    kept: u64,
+    by_category: HashMap<String, u64>,
+}
+
+impl Processor for Stateless {
+    type State = ();
+    fn name(&self) -> &'static str {
+        "bench-stateless"
+    }
+    fn mode(&self) -> Mode {
+        Mode::Partitioned
+    }
+    fn inputs(&self) -> Vec<Topic> {
+        vec![
+            Topic::Clickstream,
+            Topic::Carts,
+            Topic::Orders,
+            Topic::Payments,
+        ]
+    }
+    fn new_state(&self) {}
+    fn on_event(&mut self, _: &mut (), input: &In<'_>, _: &mut Out) {
+        let product = match &input.envelope.event {
+            Event::ProductViewed(v) => v.product_id,
+            Event::OrderPlaced(o) => match o.lines.first() {
+                Some(l) => l.product_id,
+                None => return,
+            },
+            _ => return,
+        };
+        self.kept += 1;
+        if let Some(f) = self.products.by_id.get(&product) {
+            *self.by_category.entry(f.category.clone()).or_default() += 1;
+        }
+    }
+    fn on_watermark(&mut self, _: &mut (), _: Millis, _: &mut Out) {}
+}
+
+/// (b) Hopping 5 min / 1 min windows of product views, top 10 per window as it fires.
+struct TopN {
+    windows_fired: u64,
+}
+
+impl Processor for TopN {
+    type State = Windowed<Uuid, Sum>;
+    fn name(&self) -> &'static str {
+        "bench-topn"
+    }
+    fn mode(&self) -> Mode {
+        Mode::Partitioned
+    }
+    fn inputs(&self) -> Vec<Topic> {
+        vec![Topic::Clickstream]
+    }
+    fn new_state(&self) -> Self::State {
+        Windowed::new(
+            WindowSpec::Hopping {
+                size: 5 * MINUTE,
+                slide: MINUTE,
+            },
+            0,
+        )
+    }
+    fn on_event(&mut self, st: &mut Self::State, input: &In<'_>, _: &mut Out) {
+        if let Event::ProductViewed(v) = &input.envelope.event {
+            st.add(input.ts, &v.product_id, |s| s.count += 1);
+        }
+    }
+    fn on_watermark(&mut self, st: &mut Self::State, wm: Millis, _: &mut Out) {
+        let mut by_window: HashMap<i64, Vec<(i64, Uuid)>> = HashMap::new();
+        for e in st.advance(wm) {
+            by_window
+                .entry(e.window.start)
+                .or_default()
+                .push((e.value.count, e.key));
+        }
+        for (_, mut v) in by_window {
+            v.sort_unstable_by(|a, b| b.cmp(a));
+            v.truncate(10);
+            self.windows_fired += 1;
+        }
+    }
+}
+
+async fn timed<P: Processor>(
+    p: P,
+    pool: &PgPool,
+    cfg: &Config,
+    idle: Duration,
+) -> anyhow::Result<(u64, f64)> {
+    let mut e = EngineConfig::new(cfg.kafka.clone());
+    e.stop_when_idle = Some(idle);
+    e.checkpoint_every = Duration::from_secs(1);
+    let t = Instant::now();
+    let r = engine::run(p, pool.clone(), e, std::future::pending()).await?;
+    let secs = (t.elapsed().saturating_sub(idle)).as_secs_f64().max(1e-3);
+    Ok((r.processed, r.processed as f64 / secs))
+}
+
+pub async fn run(cfg: &Config, args: &StreamsArgs) -> anyhow::Result<()> {
+    ingest::TopicAdmin::new(&cfg.kafka)?
+        .apply(&cfg.kafka.topic_names().plan())
+        .await?;
+    let pool = platform::connect_db(cfg).await?;
+    println!(
+        "producing {} simulator events (direct mode)...",
+        args.events
+    );
+    let (kafka, n) = (cfg.kafka.clone(), args.events);
+    let produced = tokio::task::spawn_blocking(move || {
+        run_direct(
+            &kafka,
+            SimConfig {
+                fraud_rate: 0.02,
+                ..SimConfig::default()
+            },
+            n,
+            None,
+            |_| {},
+        )
+    })
+    .await??;
+    println!(
+        "produced {} events at {:.0}/s",
+        produced.events,
+        produced.per_sec()
+    );
+    let idle = Duration::from_secs(3);
+
+    let stateless = Stateless {
+        products: Products::load(&cfg.kafka)?,
+        kept: 0,
+        by_category: HashMap::new(),
+    };
+    let (a_n, a_rate) = timed(stateless, &pool, cfg, idle).await?;
+    let (b_n, b_rate) = timed(TopN { windows_fired: 0 }, &pool, cfg, idle).await?;
+    let rules = load_rules(&pool).await?;
+    let fraud = FraudDetector::new(rules.clone(), Model::builtin(), Thresholds::default());
+    let (c_n, c_rate) = timed(fraud, &pool, cfg, idle).await?;
+
+    // (d) Latency: a live fraud processor; orders that must alert, one every 20 ms.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let live = {
+        let (pool, mut e) = (pool.clone(), EngineConfig::new(cfg.kafka.clone()));
+        e.checkpoint_every = Duration::from_millis(200);
+        let p = FraudDetector::new(rules, Model::builtin(), Thresholds::default());
+        tokio::spawn(async move { engine::run(p, pool, e, stopped(stop_rx)).await })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let producer = EventProducer::new(&cfg.kafka)?;
+    let mut sent = Vec::new();
+    for _ in 0..args.alerts {
+        let order = suspicious_order();
+        let env = Envelope::new("/bench", order.clone());
+        producer.publish(&env).await?;
+        sent.push(order.order_id);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut lat: Vec<f64> = Vec::new();
+    while Instant::now() < deadline {
+        let rows: Vec<(f64,)> = sqlx::query_as(
+            "SELECT EXTRACT(EPOCH FROM (raised_at - event_time))::float8 * 1000 FROM streams.fraud_alerts
+             WHERE order_id = ANY($1)",
+        )
+        .bind(&sent)
+        .fetch_all(&pool)
+        .await?;
+        lat = rows.into_iter().map(|r| r.0).collect();
+        if lat.len() == sent.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = stop_tx.send(true);
+    live.await?.context("live fraud processor")?;
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+
+    println!();
+    println!(
+        "{:<44} {:>12} {:>14} {:>14}",
+        "benchmark", "events", "events/s/core", "target"
+    );
+    println!(
+        "{:<44} {:>12} {:>14.0} {:>14}",
+        "(a) stateless decode+filter+enrich", a_n, a_rate, ">= 500000"
+    );
+    println!(
+        "{:<44} {:>12} {:>14.0} {:>14}",
+        "(b) hopping 5m/1m top-10 products", b_n, b_rate, ">= 100000"
+    );
+    println!(
+        "{:<44} {:>12} {:>14.0} {:>14}",
+        "(c) fraud scoring (rules + model)", c_n, c_rate, "-"
+    );
+    println!(
+        "(d) produce -> alert in review queue: {} of {} alerts, p50 {:.1} ms, p99 {:.1} ms (target p99 < 250 ms)",
+        lat.len(),
+        sent.len(),
+        pct(0.5),
+        pct(0.99)
+    );
+    Ok(())
+}
+
+/// A new account's order shipped abroad on a foreign card: the country-mismatch rule fires.
+fn suspicious_order() -> OrderPlaced {
+    let price = Money::new(25_000, Currency::EUR);
+    OrderPlaced {
+        order_id: Uuid::now_v7(),
+        customer_id: Uuid::now_v7(),
+        lines: vec![OrderLine {
+            product_id: Uuid::now_v7(),
+            sku: Sku::parse("BENCH-1").expect("valid sku"),
+            quantity: Quantity::MIN,
+            unit_price: price,
+        }],
+        subtotal: price,
+        discount: Money::new(0, Currency::EUR),
+        shipping: Money::new(0, Currency::EUR),
+        tax: Money::new(0, Currency::EUR),
+        total: price,
+        coupon: None,
+        card: CardRef {
+            fingerprint: format!("bench-{}", Uuid::now_v7().simple()),
+            bin: "424242".into(),
+            last4: "4242".into(),
+            country: Country::parse("BR").expect("valid country"),
+        },
+        billing_country: Country::parse("DE").expect("valid country"),
+        shipping_country: Country::parse("US").expect("valid country"),
+        ip: "203.0.113.9".into(),
+        device_id: "bench-device".into(),
+    }
+}
