@@ -293,15 +293,7 @@ impl Processor for Aggregator {
             _ => {}
         }
         if late {
-            out.records.push(OutRecord::Late {
-                envelope: input.envelope.clone(),
-                origin: format!(
-                    "{}:{}:{}",
-                    input.topic.base_name(),
-                    input.partition,
-                    input.offset
-                ),
-            });
+            out.route_late(input);
         }
     }
 

@@ -84,6 +84,21 @@ pub struct Out {
     pub urgent: bool,
 }
 
+impl Out {
+    /// Routes an input whose windows are all purged to the late-events topic, with its origin.
+    pub fn route_late(&mut self, input: &In<'_>) {
+        self.records.push(OutRecord::Late {
+            envelope: input.envelope.clone(),
+            origin: format!(
+                "{}:{}:{}",
+                input.topic.base_name(),
+                input.partition,
+                input.offset
+            ),
+        });
+    }
+}
+
 /// A stream processor: synchronous logic over a checkpointed state.
 pub trait Processor: Send {
     type State: Serialize + DeserializeOwned + Send;
