@@ -37,18 +37,22 @@ impl Products {
             .set("enable.auto.commit", "false")
             .create()?;
         let topic = cfg.topic_names().name(Topic::Catalog);
-        let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
-        let parts = md
-            .topics()
-            .first()
-            .map(|t| t.partitions().len())
-            .unwrap_or(0) as i32;
+        // A topic created a moment ago may not have its leaders yet: retry for a while.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let ends = loop {
+            match end_offsets(&consumer, &topic) {
+                Ok(ends) => break ends,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    tracing::debug!(topic, error = %e, "catalog topic not readable yet, retrying");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let parts = ends.len() as i32;
         let mut tpl = TopicPartitionList::new();
-        let mut ends = Vec::new();
         for p in 0..parts {
             tpl.add_partition_offset(&topic, p, Offset::Beginning)?;
-            let (_, high) = consumer.fetch_watermarks(&topic, p, Duration::from_secs(10))?;
-            ends.push(high);
         }
         consumer.assign(&tpl)?;
         let mut t = Products {
@@ -117,4 +121,24 @@ impl Products {
     pub fn drain(&mut self) {
         self.poll(Duration::ZERO, 100_000);
     }
+}
+
+/// The high watermark of every partition of `topic`.
+fn end_offsets(
+    consumer: &BaseConsumer,
+    topic: &str,
+) -> Result<Vec<i64>, rdkafka::error::KafkaError> {
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let parts = md
+        .topics()
+        .first()
+        .map(|t| t.partitions().len())
+        .unwrap_or(0) as i32;
+    (0..parts)
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .map(|(_, high)| high)
+        })
+        .collect()
 }

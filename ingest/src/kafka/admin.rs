@@ -238,10 +238,40 @@ impl TopicAdmin {
     /// Waits (up to 15 s) until metadata lists every topic in `names`: a topic just created
     /// is not yet known to every broker, and callers expect to use it at once (a second
     /// `apply` would otherwise try to create it again and see it as unchanged).
+    /// Topics whose every partition has a leader: before that, a client that reads offsets
+    /// right after creation gets `NotLeaderForPartition`.
+    async fn led_topics(&self) -> Result<HashMap<String, i32>, KafkaError> {
+        let client = self.client.clone();
+        let brokers = self.brokers.clone();
+        tokio::task::spawn_blocking(move || {
+            let md = client
+                .inner()
+                .fetch_metadata(None, Duration::from_secs(10))
+                .map_err(|source| KafkaError::Unreachable {
+                    brokers: brokers.clone(),
+                    source,
+                })?;
+            Ok(md
+                .topics()
+                .iter()
+                .filter(|t| {
+                    t.error().is_none()
+                        && !t.partitions().is_empty()
+                        && t.partitions()
+                            .iter()
+                            .all(|p| p.error().is_none() && p.leader() >= 0)
+                })
+                .map(|t| (t.name().to_owned(), t.partitions().len() as i32))
+                .collect())
+        })
+        .await
+        .map_err(|e| admin_err("metadata", "*", e))?
+    }
+
     async fn wait_visible(&self, names: &[String]) -> Result<(), KafkaError> {
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
         loop {
-            let known = self.partition_counts().await?;
+            let known = self.led_topics().await?;
             let missing: Vec<&String> = names.iter().filter(|n| !known.contains_key(*n)).collect();
             if missing.is_empty() {
                 return Ok(());
@@ -250,7 +280,7 @@ impl TopicAdmin {
                 return Err(admin_err(
                     "create",
                     missing[0],
-                    "created but not visible in metadata after 15 s",
+                    "created but without a leader for every partition after 15 s",
                 ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
