@@ -162,6 +162,7 @@ fn api() -> OpenApiRouter<AppState> {
         )
         .nest("/v1/inventory", crate::inventory::routes())
         .nest("/v1/fraud", crate::fraud::routes())
+        .nest("/v1/live", crate::live::routes())
         .nest("/v1", crate::cart::routes())
         .nest("/v1", crate::orders::routes())
         .nest("/v1/payments", crate::payments::routes())

@@ -15,6 +15,7 @@ pub mod clickstream;
 pub mod fraud;
 pub mod http;
 pub mod inventory;
+pub mod live;
 pub mod orders;
 pub mod payments;
 pub mod pricing;

@@ -74,19 +74,24 @@ impl Aggregator {
 
 const METRICS: [&str; 4] = ["minute", "top", "funnel", "sessions"];
 
+/// Every metric the aggregation writes (to `streams.metric_partials`, the `metrics` topic
+/// and the live endpoint).
+pub const METRIC_NAMES: &[&str] = &[
+    "orders",
+    "revenue_by_category",
+    "revenue_by_vendor",
+    "payments",
+    "payment_failures",
+    "basket_items",
+    "product_views",
+    "funnel",
+    "sessions",
+    "sessions_open",
+];
+
 fn metric_name(family: &str, key: &Key) -> &'static str {
     // Metric names are static so rows can borrow them; unknown names fall into "other".
-    const NAMES: &[&str] = &[
-        "orders",
-        "revenue_by_category",
-        "revenue_by_vendor",
-        "payments",
-        "payment_failures",
-        "basket_items",
-        "product_views",
-        "funnel",
-        "sessions",
-    ];
+    const NAMES: &[&str] = METRIC_NAMES;
     let want = match family {
         "top" => "product_views",
         "funnel" => "funnel",
