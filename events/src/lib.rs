@@ -13,6 +13,7 @@
 //! assert_eq!(sent, got);
 //! ```
 
+mod card;
 pub mod domain;
 mod envelope;
 mod error;
@@ -22,6 +23,7 @@ mod samples;
 pub mod schema;
 pub mod topics;
 
+pub use card::card_fingerprint;
 pub use envelope::{CONTENT_TYPE, Envelope, SPEC_VERSION, header};
 pub use error::{DecodeError, ValueError};
 pub use event::{DomainEvent, EVENT_TYPES, Event, json_schemas};

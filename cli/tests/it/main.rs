@@ -550,3 +550,206 @@ async fn sigkilled_stream_processors_keep_totals_exact() {
     pool.close().await;
     drop_database(&db).await;
 }
+
+fn summary_number(log: &str, line_has: &str, before: &str) -> i64 {
+    let line = log
+        .lines()
+        .find(|l| l.contains(line_has))
+        .unwrap_or_else(|| panic!("no line with {line_has:?} in {log}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let i = words
+        .iter()
+        .position(|w| *w == before)
+        .unwrap_or_else(|| panic!("no {before:?} in {line:?}"));
+    // Digits only: "(40" is 40, and money "218.54" is 21854 minor units.
+    words[i - 1]
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or_else(|_| panic!("no number before {before:?} in {line:?}"))
+}
+
+fn label_kinds(path: &std::path::Path) -> Vec<(String, serde_json::Value)> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["kind"].as_str().unwrap().to_owned(), v)
+        })
+        .collect()
+}
+
+/// `simulate` over HTTP against a running `up`: the shop is set up through the APIs, every
+/// order the simulator reports is in the orders service and reached Kafka through the outbox,
+/// browser events went through the intake, each fraud label names the server's orders of
+/// its accounts, and the same seed makes the same sessions.
+#[tokio::test(flavor = "multi_thread")]
+async fn simulated_shoppers_over_http_leave_labelled_orders_in_the_services_and_kafka() {
+    let prefix = unique_prefix();
+    let db = private_database().await;
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let env = [
+        ("SHOPSTREAM_KAFKA_TOPIC_PREFIX", prefix.as_str()),
+        ("SHOPSTREAM_KAFKA_BROKERS", &brokers()),
+        ("SHOPSTREAM_DATABASE_URL", db.as_str()),
+        ("SHOPSTREAM_HTTP_ADDR", addr.as_str()),
+    ];
+    let mut up = Command::new(env!("CARGO_BIN_EXE_shopstream"));
+    up.args(["up", "--rate", "0", "--duration", "300"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        up.env(k, v);
+    }
+    let up = up.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "up never listened");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let dir = std::env::temp_dir().join(prefix.trim_end_matches('.'));
+    std::fs::create_dir_all(&dir).unwrap();
+    let simulate = |labels: &std::path::Path| {
+        let labels = labels.to_str().unwrap().to_owned();
+        let out = shopstream(
+            &[
+                "simulate",
+                "--url",
+                &format!("http://{addr}"),
+                "--seed",
+                "11",
+                "--sessions",
+                "60",
+                "--concurrency",
+                "1",
+                "--rps",
+                "2000",
+                "--products",
+                "40",
+                "--customers",
+                "80",
+                "--fraud-rate",
+                "0.25",
+                "--labels",
+                &labels,
+            ],
+            &env,
+        );
+        let log = text(&out);
+        assert!(out.status.success(), "{log}");
+        log
+    };
+    let first = dir.join("first.jsonl");
+    let log = simulate(&first);
+    assert_eq!(summary_number(&log, "sessions,", "sessions,"), 60, "{log}");
+    assert_eq!(
+        summary_number(&log, "products created", "products"),
+        40,
+        "{log}"
+    );
+    let confirmed = summary_number(&log, "confirmed orders", "confirmed");
+    let revenue = summary_number(&log, "confirmed orders", "EUR");
+    assert!(confirmed > 0, "{log}");
+
+    // Every order the simulator saw confirmed is in the orders service, with its revenue.
+    let pool = sqlx::PgPool::connect(&db).await.unwrap();
+    let (db_confirmed, db_revenue): (i64, Option<i64>) = sqlx::query_as(
+        "SELECT count(*), sum(total_minor)::bigint FROM orders.orders WHERE status = 'confirmed'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (db_confirmed, db_revenue.unwrap_or(0)),
+        (confirmed, revenue)
+    );
+
+    // Fraud labels name real orders of the labelled accounts.
+    let labels = label_kinds(&first);
+    assert!(labels.len() >= 5, "{labels:?}");
+    for (kind, l) in &labels {
+        let customers: Vec<uuid::Uuid> = serde_json::from_value(l["customer_ids"].clone()).unwrap();
+        let orders: Vec<uuid::Uuid> = serde_json::from_value(l["order_ids"].clone()).unwrap();
+        let rows: Vec<(uuid::Uuid, String, Option<String>)> = sqlx::query_as(
+            "SELECT customer_id, status, cancel_reason FROM orders.orders WHERE id = ANY($1)",
+        )
+        .bind(&orders)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(rows.len(), orders.len(), "{kind}: {l}");
+        assert!(rows.iter().all(|r| customers.contains(&r.0)), "{kind}: {l}");
+        if kind == "card_testing" {
+            let declined = rows
+                .iter()
+                .filter(|r| r.2.as_deref() == Some("payment_declined"))
+                .count();
+            assert!(declined >= 5, "card testing declines first: {rows:?}");
+        }
+    }
+
+    // The same seed makes the same sessions (the server's ids differ).
+    let second = dir.join("second.jsonl");
+    let log2 = simulate(&second);
+    assert_eq!(
+        summary_number(&log2, "sessions,", "sessions,"),
+        60,
+        "{log2}"
+    );
+    assert_eq!(
+        summary_number(&log2, "products created", "products"),
+        0,
+        "{log2}"
+    );
+    let kinds =
+        |v: &[(String, serde_json::Value)]| v.iter().map(|k| k.0.clone()).collect::<Vec<_>>();
+    assert_eq!(kinds(&label_kinds(&second)), kinds(&labels));
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &up.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = up.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+
+    // The outbox relay published each confirmation once per event id; the intake took views.
+    let consume = |topic: &str| {
+        let out = Command::new("kcat")
+            .args([
+                "-b",
+                &brokers(),
+                "-C",
+                "-t",
+                &format!("{prefix}{topic}"),
+                "-o",
+                "beginning",
+                "-e",
+                "-q",
+                "-f",
+                "%h\\n",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let orders = consume("orders");
+    let confirmed_ids: std::collections::HashSet<&str> = orders
+        .lines()
+        .filter(|l| l.contains("ce_type=order.confirmed.v1"))
+        .filter_map(|l| l.split(',').find_map(|h| h.strip_prefix("ce_id=")))
+        .collect();
+    let (all_confirmed,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM orders.orders WHERE status = 'confirmed'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(confirmed_ids.len() as i64, all_confirmed);
+    assert!(consume("clickstream").contains("ce_type=product.viewed.v1"));
+    pool.close().await;
+    drop_database(&db).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

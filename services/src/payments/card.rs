@@ -1,8 +1,6 @@
 //! Card input: checked with Luhn, reduced at once to what may be kept (fingerprint, BIN,
 //! last four). The number itself goes no further than the gateway call.
 
-use sha2::{Digest, Sha256};
-
 /// A card number that passed the Luhn check.
 #[derive(Clone, PartialEq, Eq)]
 pub struct CardNumber(String);
@@ -53,14 +51,7 @@ impl CardNumber {
 
     /// Stable per card, not reversible: links orders paid with the same card.
     pub fn fingerprint(&self) -> String {
-        let h = Sha256::digest(format!("shopstream-card:{}", self.0));
-        format!(
-            "fp_{}",
-            h[..8]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        )
+        events::card_fingerprint(&self.0)
     }
 }
 

@@ -13,6 +13,9 @@
 //! | 4100 0000 0000 0019 | declined: stolen_card           |
 //! | 4000 0000 0000 0119 | gateway error: processing_error |
 //! | 4000 0000 0000 0341 | gateway timeout                 |
+//!
+//! The listed numbers are examples: any Luhn-valid card with the BIN 400000 or 410000 and
+//! those last four digits behaves the same, so a card tester's many cards can each decline.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -93,14 +96,18 @@ impl GatewaySimulator {
             return Err(GatewayFault::Unavailable);
         }
         let declined = |r| Ok(GatewayOutcome::Declined(r));
-        match card.digits() {
-            "4000000000000002" => declined(DeclineReason::DoNotHonor),
-            "4000000000009995" => declined(DeclineReason::InsufficientFunds),
-            "4000000000000069" => declined(DeclineReason::CardExpired),
-            "4000000000000127" => declined(DeclineReason::IncorrectCvc),
-            "4100000000000019" => declined(DeclineReason::StolenCard),
-            "4000000000000119" => Err(GatewayFault::ProcessingError),
-            "4000000000000341" => {
+        // Test cards: BIN 400000 or 410000, and the last four digits pick the outcome, so
+        // that many different cards (as a card tester uses) can decline alike.
+        let d = card.digits();
+        let code = (d.starts_with("400000") || d.starts_with("410000")).then(|| &d[d.len() - 4..]);
+        match code {
+            Some("0002") => declined(DeclineReason::DoNotHonor),
+            Some("9995") => declined(DeclineReason::InsufficientFunds),
+            Some("0069") => declined(DeclineReason::CardExpired),
+            Some("0127") => declined(DeclineReason::IncorrectCvc),
+            Some("0019") => declined(DeclineReason::StolenCard),
+            Some("0119") => Err(GatewayFault::ProcessingError),
+            Some("0341") => {
                 tokio::time::sleep(self.timeout).await;
                 Err(GatewayFault::Timeout)
             }
@@ -124,5 +131,51 @@ impl GatewaySimulator {
         } else {
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use events::Currency;
+
+    async fn outcome(number: &str) -> Result<GatewayOutcome, GatewayFault> {
+        let sim = GatewaySimulator::new(Duration::ZERO, Duration::from_millis(1));
+        sim.authorize(
+            &CardNumber::parse(number).unwrap(),
+            Money::new(1_000, Currency::EUR),
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn test_cards_decline_by_their_last_four_digits() {
+        assert!(matches!(
+            outcome("4242424242424242").await,
+            Ok(GatewayOutcome::Approved { .. })
+        ));
+        for (number, reason) in [
+            ("4000000000000002", DeclineReason::DoNotHonor),
+            // Another card of the same test BIN and ending declines alike.
+            ("4000001234550002", DeclineReason::DoNotHonor),
+            ("4000005555579995", DeclineReason::InsufficientFunds),
+            ("4100000000000019", DeclineReason::StolenCard),
+        ] {
+            assert!(CardNumber::parse(number).is_ok(), "{number} passes Luhn");
+            assert_eq!(
+                outcome(number).await,
+                Ok(GatewayOutcome::Declined(reason)),
+                "{number}"
+            );
+        }
+        // The ending alone is not enough: outside the test BINs a card is approved.
+        assert!(matches!(
+            outcome("5555555555570002").await,
+            Ok(GatewayOutcome::Approved { .. })
+        ));
+        assert_eq!(
+            outcome("4000000000000119").await,
+            Err(GatewayFault::ProcessingError)
+        );
     }
 }
