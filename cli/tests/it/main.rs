@@ -667,6 +667,22 @@ async fn simulated_shoppers_over_http_leave_labelled_orders_in_the_services_and_
         (confirmed, revenue)
     );
 
+    // The shop was set up through the APIs: five vendors own the products, some of which are
+    // variants of another; new shoppers filed an address.
+    let (vendors, variants, addresses): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(DISTINCT vendor_id) FROM catalog.products),
+                (SELECT count(*) FROM catalog.products WHERE variant_of IS NOT NULL),
+                (SELECT count(*) FROM users.addresses)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(vendors, 5);
+    assert!(
+        variants > 0 && addresses > 0,
+        "{variants} variants, {addresses} addresses"
+    );
+
     // Fraud labels name real orders of the labelled accounts.
     let labels = label_kinds(&first);
     assert!(labels.len() >= 5, "{labels:?}");

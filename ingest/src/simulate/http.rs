@@ -283,6 +283,7 @@ impl Sim {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .contains_key(email);
+        let mut new_account = false;
         if !known {
             // Registering first (409 when an earlier run made the account) keeps simulated
             // shoppers out of the failed-login counts that rate-limit real ones.
@@ -293,6 +294,7 @@ impl Sim {
             if created.status != 201 && created.status != 409 {
                 return None;
             }
+            new_account = created.status == 201;
         }
         let creds = json!({"email": email, "password": PASSWORD});
         let r = self.post("/v1/auth/login", &anon, creds).await?;
@@ -309,7 +311,22 @@ impl Sim {
                 },
             )
             .await?;
-        let user_id = me.json["user_id"].as_str()?.parse().ok()?;
+        let user_id: Uuid = me.json["user_id"].as_str()?.parse().ok()?;
+        if new_account {
+            // A new shopper files a delivery address in their country.
+            let n = user_id.as_u128() % 900 + 10;
+            self.post(
+                "/v1/users/me/addresses",
+                &Caller {
+                    ip,
+                    token: Some(&token),
+                },
+                json!({"name": "Simulated Shopper", "line1": format!("{n} Market Street"),
+                    "line2": null, "city": "Simtown", "postal_code": format!("{:05}", n * 37),
+                    "country": country, "is_default": true}),
+            )
+            .await;
+        }
         let l = Login {
             user_id,
             token,
@@ -990,9 +1007,19 @@ async fn setup(
 
     let mut created = 0;
     let n = world.products.len();
+    // What each world product became: its id and category (None when skipped).
+    let mut made: Vec<Option<(Uuid, &'static str)>> = Vec::with_capacity(n);
     for (i, p) in world.products.iter().enumerate() {
         let sku = p.sku.as_str().to_owned();
-        let vendor = &tokens[i % tokens.len()];
+        // Vendors own runs of three products; a run's later products of the same category
+        // are variants of its first (another colour or pattern of the same item).
+        let vendor = &tokens[(i / 3) % tokens.len()];
+        let variant_of = made
+            .get(i / 3 * 3)
+            .copied()
+            .flatten()
+            .filter(|first| i % 3 != 0 && first.1 == p.category)
+            .map(|first| first.0);
         let who = Caller {
             ip: local,
             token: Some(&vendor.token),
@@ -1000,7 +1027,10 @@ async fn setup(
         let (id, price_minor, fresh) = match existing.get(&sku) {
             Some((id, cat, price)) if cat == p.category => (*id, *price, false),
             // Same SKU, other category: an earlier run with another seed; leave it.
-            Some(_) => continue,
+            Some(_) => {
+                made.push(None);
+                continue;
+            }
             None => {
                 let body = json!({
                     "sku": sku, "category": p.category,
@@ -1008,7 +1038,7 @@ async fn setup(
                               "de": format!("{} {} {}", p.colour, p.pattern, p.category)},
                     "descriptions": {"en": format!("A {} {} item from the {} range.", p.colour, p.pattern, p.category)},
                     "attributes": {"colour": p.colour, "pattern": p.pattern},
-                    "price": p.price, "weight_grams": p.weight_grams, "variant_of": null,
+                    "price": p.price, "weight_grams": p.weight_grams, "variant_of": variant_of,
                 });
                 let r = sim
                     .call(
@@ -1062,6 +1092,7 @@ async fn setup(
                 return Err(fail(&format!("stocking {sku}"), r));
             }
         }
+        made.push(Some((id, p.category)));
         sim.products.push(ShopProduct {
             id,
             category: p.category,
