@@ -37,6 +37,8 @@ pub struct StreamsConfig {
     pub watermark_secs: u64,
     /// How long a fired window still accepts late events, in seconds.
     pub allowed_lateness_secs: u64,
+    /// Also judge each minute against the same hour of previous days (daily seasonality).
+    pub anomaly_seasonal: bool,
 }
 
 impl Default for StreamsConfig {
@@ -47,6 +49,7 @@ impl Default for StreamsConfig {
             fraud_model: String::new(),
             watermark_secs: 5,
             allowed_lateness_secs: 60,
+            anomaly_seasonal: false,
         }
     }
 }

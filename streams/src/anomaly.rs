@@ -1,7 +1,9 @@
 //! Anomaly detection over per-minute series of the whole shop: orders/min, revenue/min,
 //! payment failure rate, basket size, views per category and under-priced order lines.
 //! Each series has two detectors: an EWMA z-score and a robust median/MAD z-score over the
-//! last hour. A flagged minute becomes an `anomaly.detected` event (and a row), with the
+//! last hour; optionally (`seasonal`) a third judges a minute against the same hour of the
+//! previous days, so a daily peak is not news but an hour unlike its usual self is. A
+//! flagged minute becomes an `anomaly.detected` event (and a row), with the
 //! expected band, the observed value and an explanation.
 //!
 //! Global mode (one leader): the series are sums over every partition. Minutes without any
@@ -29,6 +31,16 @@ pub struct AnomalyConfig {
     pub warmup: u32,
     /// Values kept for the median/MAD baseline.
     pub history: usize,
+    /// Also keep a daily-seasonal baseline (one EWMA per hour of the day).
+    #[serde(default)]
+    pub seasonal: bool,
+    /// Points an hour-of-day slot needs before it can flag (60 = one day of that hour).
+    #[serde(default = "default_seasonal_warmup")]
+    pub seasonal_warmup: u32,
+}
+
+fn default_seasonal_warmup() -> u32 {
+    60
 }
 
 impl Default for AnomalyConfig {
@@ -38,6 +50,8 @@ impl Default for AnomalyConfig {
             z_threshold: 3.5,
             warmup: 15,
             history: 60,
+            seasonal: false,
+            seasonal_warmup: default_seasonal_warmup(),
         }
     }
 }
@@ -48,6 +62,25 @@ pub struct Detector {
     mean: f64,
     var: f64,
     recent: VecDeque<f64>,
+    /// The daily-seasonal baseline: (points, mean, variance) per hour of the day (UTC),
+    /// empty unless the seasonal detector is on. A slower EWMA than the main one: it learns
+    /// from one hour a day.
+    #[serde(default)]
+    hourly: Vec<(u32, f64, f64)>,
+}
+
+/// An EWMA step: the mean and variance after learning `x`.
+fn ewma(n: u32, mean: f64, var: f64, x: f64, alpha: f64) -> (f64, f64) {
+    if n == 0 {
+        return (x, 0.0);
+    }
+    let d = x - mean;
+    (mean + alpha * d, (1.0 - alpha) * (var + alpha * d * d))
+}
+
+/// A floor on the scale keeps near-constant series from flagging noise.
+fn scale_floor(sd: f64, level: f64) -> f64 {
+    sd.max(0.5).max(0.05 * level.abs())
 }
 
 /// One detector's verdict on a value.
@@ -74,11 +107,21 @@ fn median(v: &mut [f64]) -> f64 {
 impl Detector {
     /// Judges `x` against the baseline so far, then learns it.
     pub fn observe(&mut self, x: f64, cfg: &AnomalyConfig) -> Vec<Verdict> {
+        self.observe_at(x, None, cfg)
+    }
+
+    /// Like [`Detector::observe`], for the minute starting at `minute` (ms since the epoch),
+    /// which the seasonal baseline needs.
+    pub fn observe_at(
+        &mut self,
+        x: f64,
+        minute: Option<Millis>,
+        cfg: &AnomalyConfig,
+    ) -> Vec<Verdict> {
         let mut out = Vec::new();
+        let k = cfg.z_threshold;
         if self.n >= cfg.warmup {
-            let k = cfg.z_threshold;
-            // A floor on the scale keeps near-constant series from flagging noise.
-            let sd = self.var.sqrt().max(0.5).max(0.05 * self.mean.abs());
+            let sd = scale_floor(self.var.sqrt(), self.mean);
             let z = (x - self.mean) / sd;
             if z.abs() >= k {
                 out.push(Verdict {
@@ -91,7 +134,7 @@ impl Detector {
             let mut v: Vec<f64> = self.recent.iter().copied().collect();
             let med = median(&mut v);
             let mut dev: Vec<f64> = v.iter().map(|y| (y - med).abs()).collect();
-            let scale = (1.4826 * median(&mut dev)).max(0.5).max(0.05 * med.abs());
+            let scale = scale_floor(1.4826 * median(&mut dev), med);
             let rz = (x - med) / scale;
             if rz.abs() >= k {
                 out.push(Verdict {
@@ -102,14 +145,38 @@ impl Detector {
                 });
             }
         }
-        self.n += 1;
-        if self.n == 1 {
-            self.mean = x;
-        } else {
-            let d = x - self.mean;
-            self.mean += cfg.ewma_alpha * d;
-            self.var = (1.0 - cfg.ewma_alpha) * (self.var + cfg.ewma_alpha * d * d);
+        if cfg.seasonal
+            && let Some(m) = minute
+        {
+            if self.hourly.len() != 24 {
+                self.hourly = vec![(0, 0.0, 0.0); 24];
+            }
+            let slot = &mut self.hourly[(m.div_euclid(3_600_000)).rem_euclid(24) as usize];
+            // An hour's minutes come in a row, so an anomalous stretch would teach its own
+            // slot within minutes: a flagged value is not learnt (a lasting change of an
+            // hour's level keeps being flagged by this detector; the main EWMA adapts).
+            let mut learn = true;
+            if slot.0 >= cfg.seasonal_warmup {
+                let sd = scale_floor(slot.2.sqrt(), slot.1);
+                let (low, high) = (slot.1 - k * sd, slot.1 + k * sd);
+                let z = (x - slot.1) / sd;
+                if z.abs() >= k {
+                    out.push(Verdict {
+                        method: "seasonal_zscore",
+                        low,
+                        high,
+                        z,
+                    });
+                    learn = false;
+                }
+            }
+            if learn {
+                let (mean, var) = ewma(slot.0, slot.1, slot.2, x, cfg.ewma_alpha / 2.0);
+                *slot = (slot.0.saturating_add(1), mean, var);
+            }
         }
+        (self.mean, self.var) = ewma(self.n, self.mean, self.var, x, cfg.ewma_alpha);
+        self.n += 1;
         self.recent.push_back(x);
         while self.recent.len() > cfg.history {
             self.recent.pop_front();
@@ -268,7 +335,7 @@ impl Processor for AnomalyDetector {
             for s in series {
                 let x = values.get(&s).map_or(0.0, |v| value(&s, v));
                 let d = st.detectors.entry(s.clone()).or_default();
-                for v in d.observe(x, &self.cfg) {
+                for v in d.observe_at(x, Some(m), &self.cfg) {
                     let a = AnomalyDetected {
                         anomaly_id: anomaly_id(&s, v.method, m),
                         series: s.clone(),
@@ -328,5 +395,56 @@ mod tests {
         assert!(spike.iter().all(|v| v.z > 0.0 && v.high < 500.0));
         let drop = d.observe(0.0, &cfg);
         assert!(drop.iter().any(|v| v.z < 0.0), "{drop:?}");
+    }
+
+    /// Three days of a strong daily curve (quiet nights, busy evenings), then a night as
+    /// busy as an evening: only the seasonal baseline knows that is odd for the hour.
+    #[test]
+    fn the_seasonal_baseline_flags_an_hour_unlike_its_usual_self() {
+        let cfg = AnomalyConfig {
+            seasonal: true,
+            ..AnomalyConfig::default()
+        };
+        let level = |hour: i64| {
+            if (18..22).contains(&hour) {
+                400.0
+            } else {
+                40.0
+            }
+        };
+        let mut d = Detector::default();
+        let mut seasonal_flags = 0;
+        let day = 24 * 60;
+        for minute in 0..3 * day {
+            let hour = (minute / 60) % 24;
+            let x = level(hour) + (minute % 5) as f64;
+            let v = d.observe_at(x, Some(minute * MINUTE), &cfg);
+            if minute >= day {
+                seasonal_flags += v.iter().filter(|v| v.method == "seasonal_zscore").count();
+            }
+        }
+        assert_eq!(seasonal_flags, 0, "the usual curve is not news once learnt");
+        // Day 4, 03:00: evening traffic at night.
+        let night = 3 * day + 3 * 60;
+        let mut flagged = Vec::new();
+        for minute in night..night + 30 {
+            flagged.extend(d.observe_at(400.0, Some(minute * MINUTE), &cfg));
+        }
+        let seasonal: Vec<_> = flagged
+            .iter()
+            .filter(|v| v.method == "seasonal_zscore")
+            .collect();
+        assert!(seasonal.len() >= 25, "{seasonal:?}");
+        assert!(seasonal.iter().all(|v| v.z > 0.0 && v.high < 400.0));
+        // Without the option, no seasonal verdicts at all.
+        let mut plain = Detector::default();
+        for minute in 0..2 * day {
+            let v = plain.observe_at(
+                level((minute / 60) % 24),
+                Some(minute * MINUTE),
+                &AnomalyConfig::default(),
+            );
+            assert!(v.iter().all(|v| v.method != "seasonal_zscore"));
+        }
     }
 }

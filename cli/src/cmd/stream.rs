@@ -135,7 +135,10 @@ pub async fn spawn(
     if matches!(which, Which::Anomaly | Which::All) {
         let p = AnomalyDetector::new(
             Some(Products::load(&cfg.kafka).context("reading the catalog topic")?),
-            AnomalyConfig::default(),
+            AnomalyConfig {
+                seasonal: cfg.streams.anomaly_seasonal,
+                ..AnomalyConfig::default()
+            },
         );
         let (pool, ecfg, stop) = (pool.clone(), ecfg.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
