@@ -1,5 +1,5 @@
-//! Real-time aggregation: revenue and orders per minute (by currency, category, vendor),
-//! top products (hopping 5 min / 1 min), the conversion funnel per 15 min, sessions (session
+//! Real-time aggregation: revenue and orders per minute (by currency, category, vendor, and
+//! the customer's account age from the users topic), top products (hopping 5 min / 1 min), the conversion funnel per 15 min, sessions (session
 //! windows, 30 min gap) and payment failure rates per gateway and reason.
 //!
 //! Partitioned: each input partition is a shard with its own windows; a metric's value is
@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::engine::{In, Mode, Out, OutRecord, Processor};
 use crate::sink::{Row, ts};
-use crate::table::Products;
+use crate::table::{Customers, Products};
 use crate::window::{Emitted, Merge, Millis, Window, WindowSpec, Windowed};
 
 pub const MINUTE: Millis = 60_000;
@@ -59,16 +59,29 @@ struct Pending {
 
 pub struct Aggregator {
     products: Option<Products>,
+    customers: Option<Customers>,
     lateness: Millis,
 }
+
+/// Accounts younger than this count as new in `revenue_by_account_age`.
+pub const NEW_ACCOUNT_DAYS: i64 = 30;
 
 impl Aggregator {
     /// `products` enriches orders with category and vendor (None: both `unknown`).
     pub fn new(products: Option<Products>, allowed_lateness: Millis) -> Self {
         Aggregator {
             products,
+            customers: None,
             lateness: allowed_lateness,
         }
+    }
+
+    /// Enriches confirmed orders with the customer's account age (`new` under
+    /// [`NEW_ACCOUNT_DAYS`], `established`, or `unknown` when the users topic has no
+    /// registration for the customer).
+    pub fn with_customers(mut self, customers: Customers) -> Self {
+        self.customers = Some(customers);
+        self
     }
 }
 
@@ -80,6 +93,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "orders",
     "revenue_by_category",
     "revenue_by_vendor",
+    "revenue_by_account_age",
     "payments",
     "payment_failures",
     "basket_items",
@@ -250,6 +264,22 @@ impl Processor for Aggregator {
                     &mut late,
                 );
                 add(&mut st.funnel, t, "funnel", "4_paid", 1, 0, &mut late);
+                if let Some(c) = &self.customers {
+                    let segment = match c.account_age_days(&e.customer_id, t) {
+                        Some(d) if d < NEW_ACCOUNT_DAYS => "new",
+                        Some(_) => "established",
+                        None => "unknown",
+                    };
+                    add(
+                        &mut st.minute,
+                        t,
+                        "revenue_by_account_age",
+                        segment,
+                        1,
+                        e.total.amount_minor,
+                        &mut late,
+                    );
+                }
                 if let Some(p) = st.pending.remove(&e.order_id) {
                     for (category, vendor, amount) in p.lines {
                         add(
@@ -365,6 +395,9 @@ impl Processor for Aggregator {
     fn between_batches(&mut self) {
         if let Some(p) = &mut self.products {
             p.drain();
+        }
+        if let Some(c) = &mut self.customers {
+            c.drain();
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Side tables for enrichment, rebuilt from their topics on every instance (like a Kafka
-//! Streams global table): product facts from `catalog`. Not checkpointed: the topic is the
+//! Streams global table): product facts from `catalog`, registration times from `users`. Not checkpointed: the topic is the
 //! state, read from the beginning at start and followed between batches.
 
 use std::collections::HashMap;
@@ -20,30 +20,96 @@ pub struct ProductFacts {
     pub price_minor: i64,
 }
 
-pub struct Products {
+/// A table keyed by id, folded from one topic's events.
+pub struct SideTable<V> {
     consumer: BaseConsumer,
-    pub by_id: HashMap<Uuid, ProductFacts>,
+    apply: fn(&mut HashMap<Uuid, V>, Event),
+    pub by_id: HashMap<Uuid, V>,
 }
 
-impl Products {
-    /// Reads the catalog topic up to its current end, then follows it with [`Products::drain`].
+/// Product facts from `catalog`.
+pub type Products = SideTable<ProductFacts>;
+
+/// When each customer registered (ms since the epoch), from `users`. The topic keeps 30
+/// days, so a customer missing here registered longer ago (or before the topic existed).
+pub type Customers = SideTable<i64>;
+
+fn apply_product(by_id: &mut HashMap<Uuid, ProductFacts>, event: Event) {
+    match event {
+        Event::ProductCreated(p) => {
+            by_id.insert(
+                p.product_id,
+                ProductFacts {
+                    category: p.category,
+                    vendor_id: p.vendor_id,
+                    price_minor: p.price.amount_minor,
+                },
+            );
+        }
+        Event::ProductUpdated(p) => {
+            if let (Some(f), Some(c)) = (by_id.get_mut(&p.product_id), p.category) {
+                f.category = c;
+            }
+        }
+        Event::PriceChanged(p) => {
+            if let Some(f) = by_id.get_mut(&p.product_id) {
+                f.price_minor = p.new_price.amount_minor;
+            }
+        }
+        _ => {}
+    }
+}
+
+fn apply_customer(by_id: &mut HashMap<Uuid, i64>, event: Event) {
+    if let Event::UserRegistered(u) = event {
+        by_id.insert(u.user_id, u.registered_at.timestamp_millis());
+    }
+}
+
+impl SideTable<ProductFacts> {
+    /// Reads the catalog topic up to its current end, then follows it with [`SideTable::drain`].
     pub fn load(cfg: &KafkaConfig) -> Result<Products, rdkafka::error::KafkaError> {
+        SideTable::read(cfg, Topic::Catalog, "side-table", apply_product)
+    }
+}
+
+impl SideTable<i64> {
+    /// Reads the users topic up to its current end, then follows it with [`SideTable::drain`].
+    pub fn load(cfg: &KafkaConfig) -> Result<Customers, rdkafka::error::KafkaError> {
+        SideTable::read(cfg, Topic::Users, "customer-table", apply_customer)
+    }
+
+    /// Age of the customer's account at `at_ms`, in days; `None` when not in the topic.
+    pub fn account_age_days(&self, customer: &Uuid, at_ms: i64) -> Option<i64> {
+        self.by_id
+            .get(customer)
+            .map(|registered| (at_ms - registered).max(0) / 86_400_000)
+    }
+}
+
+impl<V> SideTable<V> {
+    fn read(
+        cfg: &KafkaConfig,
+        topic: Topic,
+        group: &str,
+        apply: fn(&mut HashMap<Uuid, V>, Event),
+    ) -> Result<SideTable<V>, rdkafka::error::KafkaError> {
         let consumer: BaseConsumer = cfg
             .client_config()
             .set(
                 "group.id",
-                format!("{}shopstream-side-table", cfg.topic_prefix),
+                format!("{}shopstream-{group}", cfg.topic_prefix),
             )
             .set("enable.auto.commit", "false")
             .create()?;
-        let topic = cfg.topic_names().name(Topic::Catalog);
+        let topic = cfg.topic_names().name(topic);
         // A topic created a moment ago may not have its leaders yet: retry for a while.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         let ends = loop {
             match end_offsets(&consumer, &topic) {
                 Ok(ends) => break ends,
                 Err(e) if std::time::Instant::now() < deadline => {
-                    tracing::debug!(topic, error = %e, "catalog topic not readable yet, retrying");
+                    tracing::debug!(topic, error = %e, "side-table topic not readable yet, retrying");
                     std::thread::sleep(Duration::from_millis(200));
                 }
                 Err(e) => return Err(e),
@@ -55,8 +121,9 @@ impl Products {
             tpl.add_partition_offset(&topic, p, Offset::Beginning)?;
         }
         consumer.assign(&tpl)?;
-        let mut t = Products {
+        let mut t = SideTable {
             consumer,
+            apply,
             by_id: HashMap::new(),
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -88,31 +155,8 @@ impl Products {
                 return;
             };
             wait = Duration::ZERO;
-            let Ok(env) = decode_message(&m) else {
-                continue;
-            };
-            match env.event {
-                Event::ProductCreated(p) => {
-                    self.by_id.insert(
-                        p.product_id,
-                        ProductFacts {
-                            category: p.category,
-                            vendor_id: p.vendor_id,
-                            price_minor: p.price.amount_minor,
-                        },
-                    );
-                }
-                Event::ProductUpdated(p) => {
-                    if let (Some(f), Some(c)) = (self.by_id.get_mut(&p.product_id), p.category) {
-                        f.category = c;
-                    }
-                }
-                Event::PriceChanged(p) => {
-                    if let Some(f) = self.by_id.get_mut(&p.product_id) {
-                        f.price_minor = p.new_price.amount_minor;
-                    }
-                }
-                _ => {}
+            if let Ok(env) = decode_message(&m) {
+                (self.apply)(&mut self.by_id, env.event);
             }
         }
     }

@@ -11,7 +11,7 @@ use sqlx::PgPool;
 use streams::aggregate::Aggregator;
 use streams::anomaly::{AnomalyConfig, AnomalyDetector};
 use streams::fraud::{FraudDetector, Model, Rule, RulesFeed, Thresholds};
-use streams::table::Products;
+use streams::table::{Customers, Products};
 use streams::{EngineConfig, engine};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -92,7 +92,8 @@ pub async fn spawn(
         let p = Aggregator::new(
             Some(Products::load(&cfg.kafka).context("reading the catalog topic")?),
             lateness,
-        );
+        )
+        .with_customers(Customers::load(&cfg.kafka).context("reading the users topic")?);
         let (pool, ecfg, stop) = (pool.clone(), ecfg.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let r = engine::run(p, pool, ecfg, stopped(stop))

@@ -12,7 +12,7 @@ use rdkafka::message::OwnedHeaders;
 use sqlx::PgPool;
 use streams::aggregate::Aggregator;
 use streams::fraud::{FraudDetector, Model, Thresholds, load_rules};
-use streams::table::Products;
+use streams::table::{Customers, Products};
 use streams::{EngineConfig, engine};
 
 async fn kafka() -> KafkaConfig {
@@ -120,7 +120,7 @@ async fn aggregates_equal_the_ground_truth_across_restarts_and_bad_records_go_to
     // First run: part of the stream, then stop (a restart from the checkpoint follows).
     let products = Products::load(&k).unwrap();
     let r1 = engine::run(
-        Aggregator::new(Some(products), 0),
+        Aggregator::new(Some(products), 0).with_customers(Customers::load(&k).unwrap()),
         pool.clone(),
         engine_cfg(&k),
         std::future::pending(),
@@ -132,7 +132,7 @@ async fn aggregates_equal_the_ground_truth_across_restarts_and_bad_records_go_to
 
     produce(&k, second).await;
     let r2 = engine::run(
-        Aggregator::new(Products::load(&k).ok(), 0),
+        Aggregator::new(Products::load(&k).ok(), 0).with_customers(Customers::load(&k).unwrap()),
         pool.clone(),
         engine_cfg(&k),
         std::future::pending(),
@@ -182,6 +182,41 @@ async fn aggregates_equal_the_ground_truth_across_restarts_and_bad_records_go_to
     .await
     .unwrap();
     assert_eq!(failed, failed_truth);
+
+    // Revenue by account age: orders joined with the customer's registration from `users`.
+    let mut registered = std::collections::HashMap::new();
+    let mut age_truth: BTreeMap<String, i64> = BTreeMap::new();
+    for e in &events {
+        match &e.event {
+            Event::UserRegistered(u) => {
+                registered.insert(u.user_id, u.registered_at);
+            }
+            Event::OrderConfirmed(o) => {
+                let segment = match registered.get(&o.customer_id) {
+                    Some(at)
+                        if (e.time - *at).num_days() < streams::aggregate::NEW_ACCOUNT_DAYS =>
+                    {
+                        "new"
+                    }
+                    Some(_) => "established",
+                    None => "unknown",
+                };
+                *age_truth.entry(segment.into()).or_default() += o.total.amount_minor;
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        age_truth.contains_key("new") && age_truth.contains_key("established"),
+        "{age_truth:?}"
+    );
+    let by_age: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT dims, sum(sum)::bigint FROM streams.metrics WHERE metric = 'revenue_by_account_age' GROUP BY dims",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(by_age.into_iter().collect::<BTreeMap<_, _>>(), age_truth);
 
     // A third run finds nothing new and changes nothing.
     let r3 = engine::run(
