@@ -95,6 +95,9 @@ fn parse_role(s: &str) -> Result<events::domain::users::Role, String> {
     })
 }
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut cfg = match Config::load(cli.config.as_deref()) {
