@@ -207,7 +207,7 @@ async fn run_over_http(
     args: &SimulateArgs,
     sim: SimConfig,
 ) -> anyhow::Result<ExitCode> {
-    if !(args.rps > 0.0) {
+    if !args.rps.is_finite() || args.rps <= 0.0 {
         anyhow::bail!("--rps must be above 0");
     }
     let base_url = args

@@ -1088,7 +1088,7 @@ async fn setup(
                     false,
                 )
                 .await;
-            if !r.as_ref().is_some_and(|a| a.status < 300) {
+            if r.as_ref().is_none_or(|a| a.status >= 300) {
                 return Err(fail(&format!("stocking {sku}"), r));
             }
         }

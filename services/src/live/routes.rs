@@ -69,7 +69,7 @@ pub struct MetricUpdate {
 }
 
 /// `event: anomaly`: a series left its expected band.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct AnomalyUpdate {
     pub anomaly_id: Uuid,
     pub series: String,
@@ -169,6 +169,18 @@ async fn metrics(
 
 type MetricKey = (String, DateTime<Utc>, DateTime<Utc>, String);
 
+/// A window's total over its shards, and when a shard last changed it.
+#[derive(sqlx::FromRow)]
+struct MetricRow {
+    metric: String,
+    window_start: DateTime<Utc>,
+    window_end: DateTime<Utc>,
+    dims: String,
+    count: i64,
+    sum: i64,
+    at: DateTime<Utc>,
+}
+
 /// One client's view: what it has been sent, and from when to look for changes.
 struct Feed {
     pool: PgPool,
@@ -211,17 +223,10 @@ impl Feed {
 
     async fn poll(&mut self) -> Result<Vec<Event>, sqlx::Error> {
         let from = self.cursor - OVERLAP;
-        let rows: Vec<(
-            String,
-            DateTime<Utc>,
-            DateTime<Utc>,
-            String,
-            i64,
-            i64,
-            DateTime<Utc>,
-        )> = sqlx::query_as(
+        let rows: Vec<MetricRow> = sqlx::query_as(
             "SELECT p.metric, p.window_start, p.window_end, p.dims,
-                        sum(p.count)::bigint, sum(p.sum)::bigint, max(p.updated_at)
+                        sum(p.count)::bigint AS count, sum(p.sum)::bigint AS sum,
+                        max(p.updated_at) AS at
                  FROM streams.metric_partials p
                  JOIN (SELECT DISTINCT metric, window_start, window_end, dims
                        FROM streams.metric_partials
@@ -236,7 +241,16 @@ impl Feed {
         .await?;
         let mut out = Vec::new();
         let mut newest = self.cursor;
-        for (metric, start, end, dims, count, sum, at) in rows {
+        for MetricRow {
+            metric,
+            window_start: start,
+            window_end: end,
+            dims,
+            count,
+            sum,
+            at,
+        } in rows
+        {
             newest = newest.max(at);
             let key = (metric, start, end, dims);
             if self
@@ -258,19 +272,7 @@ impl Feed {
             out.push(event("metric", at, &update));
         }
         if self.anomalies {
-            let rows: Vec<(
-                Uuid,
-                String,
-                String,
-                DateTime<Utc>,
-                DateTime<Utc>,
-                f64,
-                f64,
-                f64,
-                f64,
-                String,
-                DateTime<Utc>,
-            )> = sqlx::query_as(
+            let rows: Vec<AnomalyUpdate> = sqlx::query_as(
                 "SELECT anomaly_id, series, method, window_start, window_end, observed,
                             expected_low, expected_high, score, explanation, detected_at
                      FROM streams.anomalies WHERE detected_at > $1
@@ -279,24 +281,15 @@ impl Feed {
             .bind(from)
             .fetch_all(&self.pool)
             .await?;
-            for r in rows {
-                newest = newest.max(r.10);
-                if self.sent_anomalies.insert(r.0, r.10).is_some() {
+            for a in rows {
+                newest = newest.max(a.detected_at);
+                if self
+                    .sent_anomalies
+                    .insert(a.anomaly_id, a.detected_at)
+                    .is_some()
+                {
                     continue;
                 }
-                let a = AnomalyUpdate {
-                    anomaly_id: r.0,
-                    series: r.1,
-                    method: r.2,
-                    window_start: r.3,
-                    window_end: r.4,
-                    observed: r.5,
-                    expected_low: r.6,
-                    expected_high: r.7,
-                    score: r.8,
-                    explanation: r.9,
-                    detected_at: r.10,
-                };
                 out.push(event("anomaly", a.detected_at, &a));
             }
         }
