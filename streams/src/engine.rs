@@ -536,7 +536,8 @@ async fn checkpoint<P: Processor>(
             .iter()
             .map(|((t, p), o)| (format!("{t}\u{1f}{p}"), *o))
             .collect();
-        let state = serde_json::to_value(&shard.state).map_err(|source| EngineError::State {
+        // Straight to text (no `Value` tree in between: it was a large share of a checkpoint).
+        let state = serde_json::to_string(&shard.state).map_err(|source| EngineError::State {
             processor: group.to_owned(),
             shard: id.clone(),
             source,
@@ -545,7 +546,7 @@ async fn checkpoint<P: Processor>(
         let ok = if shard.version == 0 {
             sqlx::query(
                 "INSERT INTO streams.checkpoints (processor, shard, version, offsets, watermark, state)
-                 VALUES ($1, $2, 1, $3, $4, $5) ON CONFLICT DO NOTHING",
+                 VALUES ($1, $2, 1, $3, $4, $5::text::jsonb) ON CONFLICT DO NOTHING",
             )
             .bind(group)
             .bind(id)
@@ -559,7 +560,7 @@ async fn checkpoint<P: Processor>(
         } else {
             sqlx::query(
                 "UPDATE streams.checkpoints SET version = version + 1, offsets = $4, watermark = $5,
-                        state = $6, updated_at = now()
+                        state = $6::text::jsonb, updated_at = now()
                  WHERE processor = $1 AND shard = $2 AND version = $3",
             )
             .bind(group)
