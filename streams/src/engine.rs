@@ -274,9 +274,14 @@ pub async fn run<P: Processor>(
 
     loop {
         let stopping = (&mut shutdown).now_or_never().is_some();
-        let idle_done = cfg
+        let mut idle_done = cfg
             .stop_when_idle
             .is_some_and(|d| last_record.elapsed() >= d);
+        // Quiet is not enough (a slow fetch under load is quiet too): stop only caught up.
+        if idle_done && !caught_up(&consumer) {
+            idle_done = false;
+            last_record = Instant::now();
+        }
         if stopping || idle_done {
             checkpoint(
                 &mut processor,
@@ -435,6 +440,40 @@ pub async fn run<P: Processor>(
             clocks.retain(|k| held.contains(k) || assigned.contains(k));
         }
     }
+}
+
+/// Whether every assigned partition has been read to its end (tests and benches stop then).
+fn caught_up(consumer: &StreamConsumer) -> bool {
+    let Ok(assigned) = consumer.assignment() else {
+        return false;
+    };
+    let Ok(position) = consumer.position() else {
+        return false;
+    };
+    // Where nothing was fetched yet, the position is unknown: the committed offset says
+    // where this group stands (the engine commits after every checkpoint).
+    let committed = consumer
+        .committed_offsets(assigned.clone(), Duration::from_secs(5))
+        .ok();
+    assigned.elements().iter().all(|e| {
+        let Ok((low, high)) =
+            consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(5))
+        else {
+            return false;
+        };
+        let at = |l: Option<&TopicPartitionList>| match l
+            .and_then(|l| l.find_partition(e.topic(), e.partition()))
+            .map(|p| p.offset())
+        {
+            Some(Offset::Offset(o)) => Some(o),
+            _ => None,
+        };
+        match at(Some(&position)).or_else(|| at(committed.as_ref())) {
+            Some(o) => o >= high,
+            // Nothing read or committed: caught up only if there is nothing to read.
+            None => low >= high,
+        }
+    })
 }
 
 async fn poll_batch(
