@@ -39,7 +39,11 @@ use serde::de::DeserializeOwned;
 use sqlx::PgPool;
 use tokio::time::Instant;
 
+use crate::align::Aligner;
 use crate::sink::{self, Row};
+
+/// Records a global processor may hold back for event-time alignment.
+const ALIGN_BUFFER: usize = 200_000;
 use crate::window::{Millis, Watermarks};
 
 /// How a processor's state is split.
@@ -225,6 +229,9 @@ pub async fn run<P: Processor>(
     let producer = EventProducer::new(&cfg.kafka)?;
     let mode = processor.mode();
 
+    // A global processor reads all partitions of its topics: in event-time order while
+    // catching up (see `align`).
+    let mut aligner = Aligner::new(ALIGN_BUFFER);
     // A global processor leads alone: hold the advisory lock for the whole run.
     let _leader = match mode {
         Mode::Global => {
@@ -242,11 +249,18 @@ pub async fn run<P: Processor>(
                     .map(|t| t.partitions().len())
                     .unwrap_or(0);
                 for p in 0..parts as i32 {
+                    let (low, high) =
+                        consumer.fetch_watermarks(name, p, Duration::from_secs(10))?;
                     let off = cp
                         .as_ref()
                         .and_then(|c| c.1.get(&(name.clone(), p)).copied())
                         .map(Offset::Offset)
                         .unwrap_or(Offset::Beginning);
+                    let next = match off {
+                        Offset::Offset(o) => o.max(low),
+                        _ => low,
+                    };
+                    aligner.track(name, p, next, high);
                     tpl.add_partition_offset(name, p, off)?;
                 }
             }
@@ -278,7 +292,7 @@ pub async fn run<P: Processor>(
             .stop_when_idle
             .is_some_and(|d| last_record.elapsed() >= d);
         // Quiet is not enough (a slow fetch under load is quiet too): stop only caught up.
-        if idle_done && !caught_up(&consumer) {
+        if idle_done && (aligner.buffered() > 0 || !caught_up(&consumer)) {
             idle_done = false;
             last_record = Instant::now();
         }
@@ -298,9 +312,15 @@ pub async fn run<P: Processor>(
             return Ok(report);
         }
 
-        let batch = poll_batch(&consumer, cfg.max_batch, &group).await?;
+        let mut batch = poll_batch(&consumer, cfg.max_batch, &group).await?;
         if !batch.is_empty() {
             last_record = Instant::now();
+        }
+        if mode == Mode::Global {
+            for m in batch.drain(..) {
+                aligner.push(m);
+            }
+            batch = aligner.release(&consumer);
         }
         processor.between_batches();
         let now = now_ms();

@@ -3,6 +3,7 @@
 //! idempotent sinks (see [`engine`]).
 
 pub mod aggregate;
+pub mod align;
 pub mod anomaly;
 pub mod engine;
 pub mod fraud;
