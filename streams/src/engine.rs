@@ -84,7 +84,8 @@ pub enum OutRecord {
 pub struct Out {
     pub records: Vec<OutRecord>,
     pub rows: Vec<Row>,
-    /// Checkpoint as soon as this batch is done (alerts want low latency).
+    /// Deliver this batch's events and one-per-key rows (alerts, blocks, anomalies) as soon
+    /// as it is done, without waiting for the next checkpoint (alerts want low latency).
     pub urgent: bool,
 }
 
@@ -427,6 +428,9 @@ pub async fn run<P: Processor>(
             .filter(|r| matches!(r, OutRecord::Late { .. }))
             .count() as u64;
 
+        if out.urgent && mode == Mode::Global && last_checkpoint.elapsed() < cfg.checkpoint_every {
+            flush_urgent(&pool, &producer, &mut out).await?;
+        }
         if out.urgent || last_checkpoint.elapsed() >= cfg.checkpoint_every {
             checkpoint(
                 &mut processor,
@@ -460,6 +464,44 @@ pub async fn run<P: Processor>(
             clocks.retain(|k| held.contains(k) || assigned.contains(k));
         }
     }
+}
+
+/// Delivers the events and the one-per-key rows (alerts, blocks, anomalies) of a batch at
+/// once, ahead of the checkpoint that records its offsets and state: a full checkpoint of a
+/// large state takes far longer than an alert may. Still exactly-once: the rows are insert-
+/// if-absent by a key derived from the input (one alert per order), the events carry the
+/// same derived ids, so a replay after a crash repeats them harmlessly. Only for global
+/// processors, which lead alone, so no zombie instance writes beside the owner; metric rows
+/// (absolute values per shard) and late records wait for the checkpoint.
+async fn flush_urgent(
+    pool: &PgPool,
+    producer: &EventProducer,
+    out: &mut Out,
+) -> Result<(), EngineError> {
+    let (events, rest): (Vec<OutRecord>, Vec<OutRecord>) = std::mem::take(&mut out.records)
+        .into_iter()
+        .partition(|r| matches!(r, OutRecord::Event(_)));
+    out.records = rest;
+    let (now, later): (Vec<Row>, Vec<Row>) = std::mem::take(&mut out.rows)
+        .into_iter()
+        .partition(|r| !matches!(r, Row::Metric { .. }));
+    out.rows = later;
+    let sends = events.iter().map(|r| async move {
+        match r {
+            OutRecord::Event(env) => producer.publish(env).await.map(|_| ()),
+            _ => Ok(()),
+        }
+    });
+    for r in futures::future::join_all(sends).await {
+        r?;
+    }
+    if !now.is_empty() {
+        let mut tx = pool.begin().await?;
+        sink::write(&mut tx, &now).await?;
+        tx.commit().await?;
+    }
+    out.urgent = false;
+    Ok(())
 }
 
 /// Whether every assigned partition has been read to its end (tests and benches stop then).
