@@ -170,6 +170,27 @@ fn http_get(port: u16, path: &str) -> String {
     http(port, "GET", path, None)
 }
 
+/// Every record of `topic` from the beginning, printed by kcat in `format`.
+fn kcat_consume(topic: &str, format: &str) -> String {
+    let out = Command::new("kcat")
+        .args([
+            "-b",
+            &brokers(),
+            "-C",
+            "-t",
+            topic,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            format,
+        ])
+        .output()
+        .expect("kcat installed by the stack");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -257,45 +278,13 @@ fn up_runs_live_traffic_and_kcat_sees_cloudevents() {
             spec.name
         );
     }
-    let consumed = Command::new("kcat")
-        .args([
-            "-b",
-            &brokers(),
-            "-C",
-            "-t",
-            &format!("{prefix}clickstream"),
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-            "-f",
-            "%h\\n",
-        ])
-        .output()
-        .unwrap();
-    let headers = String::from_utf8_lossy(&consumed.stdout);
+    let headers = kcat_consume(&format!("{prefix}clickstream"), "%h\\n");
     assert!(headers.contains("ce_type=product.viewed.v1"), "{headers}");
     assert!(
         headers.contains("ce_specversion=1.0") && headers.contains("ce_id="),
         "{headers}"
     );
-    let users = Command::new("kcat")
-        .args([
-            "-b",
-            &brokers(),
-            "-C",
-            "-t",
-            &format!("{prefix}users"),
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-            "-f",
-            "%h %s\\n",
-        ])
-        .output()
-        .unwrap();
-    let users = String::from_utf8_lossy(&users.stdout);
+    let users = kcat_consume(&format!("{prefix}users"), "%h %s\\n");
     assert!(
         users
             .lines()
@@ -733,25 +722,7 @@ async fn simulated_shoppers_over_http_leave_labelled_orders_in_the_services_and_
     assert!(out.status.success(), "{}", text(&out));
 
     // The outbox relay published each confirmation once per event id; the intake took views.
-    let consume = |topic: &str| {
-        let out = Command::new("kcat")
-            .args([
-                "-b",
-                &brokers(),
-                "-C",
-                "-t",
-                &format!("{prefix}{topic}"),
-                "-o",
-                "beginning",
-                "-e",
-                "-q",
-                "-f",
-                "%h\\n",
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let consume = |topic: &str| kcat_consume(&format!("{prefix}{topic}"), "%h\\n");
     let orders = consume("orders");
     let confirmed_ids: std::collections::HashSet<&str> = orders
         .lines()

@@ -72,6 +72,14 @@ impl TopicAdmin {
 
     /// Partition counts of every topic on the cluster; also the reachability check.
     pub async fn partition_counts(&self) -> Result<HashMap<String, i32>, KafkaError> {
+        self.topics_where(|_| true).await
+    }
+
+    /// Partition counts of the topics (without errors) that `keep` accepts.
+    async fn topics_where(
+        &self,
+        keep: fn(&rdkafka::metadata::MetadataTopic) -> bool,
+    ) -> Result<HashMap<String, i32>, KafkaError> {
         let client = self.client.clone();
         let brokers = self.brokers.clone();
         tokio::task::spawn_blocking(move || {
@@ -85,7 +93,7 @@ impl TopicAdmin {
             Ok(md
                 .topics()
                 .iter()
-                .filter(|t| t.error().is_none())
+                .filter(|t| t.error().is_none() && keep(t))
                 .map(|t| (t.name().to_owned(), t.partitions().len() as i32))
                 .collect())
         })
@@ -235,39 +243,22 @@ impl TopicAdmin {
         Ok(changes)
     }
 
-    /// Waits (up to 15 s) until metadata lists every topic in `names`: a topic just created
-    /// is not yet known to every broker, and callers expect to use it at once (a second
-    /// `apply` would otherwise try to create it again and see it as unchanged).
     /// Topics whose every partition has a leader: before that, a client that reads offsets
     /// right after creation gets `NotLeaderForPartition`.
     async fn led_topics(&self) -> Result<HashMap<String, i32>, KafkaError> {
-        let client = self.client.clone();
-        let brokers = self.brokers.clone();
-        tokio::task::spawn_blocking(move || {
-            let md = client
-                .inner()
-                .fetch_metadata(None, Duration::from_secs(10))
-                .map_err(|source| KafkaError::Unreachable {
-                    brokers: brokers.clone(),
-                    source,
-                })?;
-            Ok(md
-                .topics()
-                .iter()
-                .filter(|t| {
-                    t.error().is_none()
-                        && !t.partitions().is_empty()
-                        && t.partitions()
-                            .iter()
-                            .all(|p| p.error().is_none() && p.leader() >= 0)
-                })
-                .map(|t| (t.name().to_owned(), t.partitions().len() as i32))
-                .collect())
+        self.topics_where(|t| {
+            !t.partitions().is_empty()
+                && t.partitions()
+                    .iter()
+                    .all(|p| p.error().is_none() && p.leader() >= 0)
         })
         .await
-        .map_err(|e| admin_err("metadata", "*", e))?
     }
 
+    /// Waits (up to 15 s) until metadata lists every topic in `names` with a leader for each
+    /// partition: a topic just created is not yet known to every broker, and callers expect
+    /// to use it at once (a second `apply` would otherwise try to create it again and see it
+    /// as unchanged).
     async fn wait_visible(&self, names: &[String]) -> Result<(), KafkaError> {
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
         loop {

@@ -206,6 +206,15 @@ struct Caller<'a> {
     token: Option<&'a str>,
 }
 
+impl<'a> Caller<'a> {
+    fn signed_in(ip: &'a str, login: &'a Login) -> Caller<'a> {
+        Caller {
+            ip,
+            token: Some(&login.token),
+        }
+    }
+}
+
 impl Sim {
     async fn call(
         &self,
@@ -420,6 +429,25 @@ impl Sim {
         }
     }
 
+    /// Adds a product to the cart and checks out; the order id when one was made.
+    #[allow(clippy::too_many_arguments)]
+    async fn buy(
+        &self,
+        rng: &mut ChaCha8Rng,
+        who: &Caller<'_>,
+        product: usize,
+        qty: u32,
+        card: &str,
+        billing: &str,
+        shipping: &str,
+        device: &str,
+    ) -> Option<Uuid> {
+        let p = self.products[product].clone();
+        self.add_to_cart(who, &p, qty).await;
+        self.checkout(rng, who, card, billing, shipping, device)
+            .await
+    }
+
     /// A product index skewed to the front (Zipf-like popularity), outside a stalled category.
     fn popular(&self, rng: &mut ChaCha8Rng, power: i32) -> usize {
         let stalled = self.stalled.load(Ordering::Relaxed);
@@ -546,19 +574,18 @@ impl Sim {
                     return;
                 };
                 customers.push(l.user_id);
-                let who = Caller {
-                    ip: &ip,
-                    token: Some(&l.token),
-                };
+                let who = Caller::signed_in(&ip, &l);
                 let cheap = self.products[self.cheapest()].clone();
                 self.add_to_cart(&who, &cheap, 1).await;
                 for i in 0..rng.random_range(5..10) {
                     let test = declining_card(rng, DECLINE_CODES[i % DECLINE_CODES.len()]);
                     orders.extend(self.checkout(rng, &who, &test, "US", "US", &device).await);
                 }
-                let big = self.products[self.pricey(rng, 50_000)].clone();
-                self.add_to_cart(&who, &big, 2).await;
-                orders.extend(self.checkout(rng, &who, &card, "US", "US", &device).await);
+                let big = self.pricey(rng, 50_000);
+                orders.extend(
+                    self.buy(rng, &who, big, 2, &card, "US", "US", &device)
+                        .await,
+                );
                 card
             }
             FraudKind::AccountTakeover => {
@@ -574,15 +601,11 @@ impl Sim {
                     return;
                 };
                 customers.push(owner.user_id);
-                let who = Caller {
-                    ip: &ip,
-                    token: Some(&l.token),
-                };
-                let big = self.products[self.pricey(rng, 30_000)].clone();
-                self.add_to_cart(&who, &big, 1).await;
+                let who = Caller::signed_in(&ip, &l);
+                let big = self.pricey(rng, 30_000);
                 let ship_to = if c.country == "BR" { "NG" } else { "BR" };
                 orders.extend(
-                    self.checkout(rng, &who, &c.card, &c.country, ship_to, &device)
+                    self.buy(rng, &who, big, 1, &c.card, &c.country, ship_to, &device)
                         .await,
                 );
                 c.card.clone()
@@ -594,14 +617,10 @@ impl Sim {
                     return;
                 };
                 customers.push(l.user_id);
-                let who = Caller {
-                    ip: &ip,
-                    token: Some(&l.token),
-                };
+                let who = Caller::signed_in(&ip, &l);
                 for _ in 0..rng.random_range(6..11) {
-                    let p = self.products[self.popular(rng, 2)].clone();
-                    self.add_to_cart(&who, &p, 1).await;
-                    orders.extend(self.checkout(rng, &who, &card, "DE", "DE", &device).await);
+                    let p = self.popular(rng, 2);
+                    orders.extend(self.buy(rng, &who, p, 1, &card, "DE", "DE", &device).await);
                 }
                 card
             }
@@ -612,13 +631,9 @@ impl Sim {
                     return;
                 };
                 customers.push(l.user_id);
-                let who = Caller {
-                    ip: &ip,
-                    token: Some(&l.token),
-                };
-                let p = self.products[self.pricey(rng, 10_000)].clone();
-                self.add_to_cart(&who, &p, 1).await;
-                orders.extend(self.checkout(rng, &who, &card, "BR", "US", &device).await);
+                let who = Caller::signed_in(&ip, &l);
+                let p = self.pricey(rng, 10_000);
+                orders.extend(self.buy(rng, &who, p, 1, &card, "BR", "US", &device).await);
                 card
             }
             FraudKind::SharedCard => {
@@ -630,13 +645,9 @@ impl Sim {
                         continue;
                     };
                     customers.push(l.user_id);
-                    let who = Caller {
-                        ip: &ip,
-                        token: Some(&l.token),
-                    };
-                    let p = self.products[self.popular(rng, 2)].clone();
-                    self.add_to_cart(&who, &p, 1).await;
-                    orders.extend(self.checkout(rng, &who, &card, "DE", "DE", &device).await);
+                    let who = Caller::signed_in(&ip, &l);
+                    let p = self.popular(rng, 2);
+                    orders.extend(self.buy(rng, &who, p, 1, &card, "DE", "DE", &device).await);
                 }
                 card
             }
