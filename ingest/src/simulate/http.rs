@@ -558,6 +558,21 @@ impl Sim {
         }
     }
 
+    /// A new account for a fraud case, signed in from an address, device and card of its
+    /// own: (ip, device, card number, login).
+    async fn fraudster(
+        &self,
+        rng: &mut ChaCha8Rng,
+        email: &str,
+        country: &str,
+    ) -> Option<(String, String, String, Login)> {
+        let ip = world::sim_ip(rng);
+        let device = format!("dev-{:012x}", rng.random::<u64>() >> 16);
+        let card = luhn_card(rng);
+        let login = self.login(email, country, &ip, true).await?;
+        Some((ip, device, card, login))
+    }
+
     /// One injected fraud case; its label names the accounts and orders it made.
     async fn inject(&self, rng: &mut ChaCha8Rng, kind: FraudKind, session_no: u64) {
         let from = Utc::now();
@@ -568,9 +583,7 @@ impl Sim {
         let mut orders = Vec::new();
         let card = match kind {
             FraudKind::CardTesting => {
-                let (ip, device) = (new_ip(rng), new_device(rng));
-                let card = luhn_card(rng);
-                let Some(l) = self.login(&fresh(0), "US", &ip, true).await else {
+                let Some((ip, device, card, l)) = self.fraudster(rng, &fresh(0), "US").await else {
                     return;
                 };
                 customers.push(l.user_id);
@@ -611,9 +624,7 @@ impl Sim {
                 c.card.clone()
             }
             FraudKind::VelocityBurst => {
-                let (ip, device) = (new_ip(rng), new_device(rng));
-                let card = luhn_card(rng);
-                let Some(l) = self.login(&fresh(0), "DE", &ip, true).await else {
+                let Some((ip, device, card, l)) = self.fraudster(rng, &fresh(0), "DE").await else {
                     return;
                 };
                 customers.push(l.user_id);
@@ -625,9 +636,7 @@ impl Sim {
                 card
             }
             FraudKind::CountryMismatch => {
-                let (ip, device) = (new_ip(rng), new_device(rng));
-                let card = luhn_card(rng);
-                let Some(l) = self.login(&fresh(0), "DE", &ip, true).await else {
+                let Some((ip, device, card, l)) = self.fraudster(rng, &fresh(0), "DE").await else {
                     return;
                 };
                 customers.push(l.user_id);
