@@ -41,10 +41,10 @@ use tokio::time::Instant;
 
 use crate::align::Aligner;
 use crate::sink::{self, Row};
+use crate::window::{Millis, Watermarks};
 
 /// Records a global processor may hold back for event-time alignment.
 const ALIGN_BUFFER: usize = 200_000;
-use crate::window::{Millis, Watermarks};
 
 /// How a processor's state is split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
