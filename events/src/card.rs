@@ -1,5 +1,5 @@
 //! Card references that events carry: never the number, only what links orders paid with
-//! the same card.
+//! the same card; and the Luhn check every card number must pass.
 
 use sha2::{Digest, Sha256};
 
@@ -18,4 +18,27 @@ pub fn card_fingerprint(digits: &str) -> String {
             .map(|b| format!("{b:02x}"))
             .collect::<String>()
     )
+}
+
+/// Whether a string of ASCII digits passes the Luhn check (false if any byte is no digit).
+///
+/// ```
+/// assert!(events::luhn_valid("4242424242424242"));
+/// assert!(!events::luhn_valid("4242424242424241"));
+/// ```
+pub fn luhn_valid(digits: &str) -> bool {
+    let mut sum = 0u32;
+    for (i, b) in digits.bytes().rev().enumerate() {
+        if !b.is_ascii_digit() {
+            return false;
+        }
+        let d = u32::from(b - b'0');
+        sum += if i % 2 == 1 {
+            let x = d * 2;
+            if x > 9 { x - 9 } else { x }
+        } else {
+            d
+        };
+    }
+    sum.is_multiple_of(10)
 }

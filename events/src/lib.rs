@@ -23,7 +23,7 @@ mod samples;
 pub mod schema;
 pub mod topics;
 
-pub use card::card_fingerprint;
+pub use card::{card_fingerprint, luhn_valid};
 pub use envelope::{CONTENT_TYPE, Envelope, SPEC_VERSION, header};
 pub use error::{DecodeError, ValueError};
 pub use event::{DomainEvent, EVENT_TYPES, Event, json_schemas};
