@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 /// `anomaly.detected.v1`: an observation outside its expected band.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AnomalyDetected {
     pub anomaly_id: Uuid,

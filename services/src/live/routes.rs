@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use chrono::{DateTime, Utc};
+use events::domain::anomaly::AnomalyDetected;
 use events::domain::users::Role;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
@@ -56,7 +57,7 @@ pub struct LiveQuery {
 
 /// `event: metric`: one window's value, summed over the processor's shards. A later event
 /// for the same (metric, window, dims) replaces it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct MetricUpdate {
     pub metric: String,
     pub window_start: DateTime<Utc>,
@@ -68,19 +69,12 @@ pub struct MetricUpdate {
     pub sum: i64,
 }
 
-/// `event: anomaly`: a series left its expected band.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema, sqlx::FromRow)]
+/// `event: anomaly`: a series left its expected band (the `anomaly.detected` event), and
+/// when it was detected.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AnomalyUpdate {
-    pub anomaly_id: Uuid,
-    pub series: String,
-    pub method: String,
-    pub window_start: DateTime<Utc>,
-    pub window_end: DateTime<Utc>,
-    pub observed: f64,
-    pub expected_low: f64,
-    pub expected_high: f64,
-    pub score: f64,
-    pub explanation: String,
+    #[serde(flatten)]
+    pub anomaly: AnomalyDetected,
     pub detected_at: DateTime<Utc>,
 }
 
@@ -169,15 +163,26 @@ async fn metrics(
 
 type MetricKey = (String, DateTime<Utc>, DateTime<Utc>, String);
 
+/// A `streams.anomalies` row: the event's fields, then `detected_at`.
+type AnomalyRow = (
+    Uuid,
+    String,
+    String,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    f64,
+    f64,
+    f64,
+    f64,
+    String,
+    DateTime<Utc>,
+);
+
 /// A window's total over its shards, and when a shard last changed it.
 #[derive(sqlx::FromRow)]
 struct MetricRow {
-    metric: String,
-    window_start: DateTime<Utc>,
-    window_end: DateTime<Utc>,
-    dims: String,
-    count: i64,
-    sum: i64,
+    #[sqlx(flatten)]
+    update: MetricUpdate,
     at: DateTime<Utc>,
 }
 
@@ -241,38 +246,27 @@ impl Feed {
         .await?;
         let mut out = Vec::new();
         let mut newest = self.cursor;
-        for MetricRow {
-            metric,
-            window_start: start,
-            window_end: end,
-            dims,
-            count,
-            sum,
-            at,
-        } in rows
-        {
+        for MetricRow { update, at } in rows {
             newest = newest.max(at);
-            let key = (metric, start, end, dims);
+            let key = (
+                update.metric.clone(),
+                update.window_start,
+                update.window_end,
+                update.dims.clone(),
+            );
+            let value = (update.count, update.sum);
             if self
                 .sent
                 .get(&key)
-                .is_some_and(|(c, s, _)| (*c, *s) == (count, sum))
+                .is_some_and(|(c, s, _)| (*c, *s) == value)
             {
                 continue;
             }
-            let update = MetricUpdate {
-                metric: key.0.clone(),
-                window_start: start,
-                window_end: end,
-                dims: key.3.clone(),
-                count,
-                sum,
-            };
-            self.sent.insert(key, (count, sum, at));
+            self.sent.insert(key, (value.0, value.1, at));
             out.push(event("metric", at, &update));
         }
         if self.anomalies {
-            let rows: Vec<AnomalyUpdate> = sqlx::query_as(
+            let rows: Vec<AnomalyRow> = sqlx::query_as(
                 "SELECT anomaly_id, series, method, window_start, window_end, observed,
                             expected_low, expected_high, score, explanation, detected_at
                      FROM streams.anomalies WHERE detected_at > $1
@@ -281,16 +275,28 @@ impl Feed {
             .bind(from)
             .fetch_all(&self.pool)
             .await?;
-            for a in rows {
-                newest = newest.max(a.detected_at);
-                if self
-                    .sent_anomalies
-                    .insert(a.anomaly_id, a.detected_at)
-                    .is_some()
-                {
+            for r in rows {
+                let detected_at = r.10;
+                newest = newest.max(detected_at);
+                if self.sent_anomalies.insert(r.0, detected_at).is_some() {
                     continue;
                 }
-                out.push(event("anomaly", a.detected_at, &a));
+                let update = AnomalyUpdate {
+                    anomaly: AnomalyDetected {
+                        anomaly_id: r.0,
+                        series: r.1,
+                        method: r.2,
+                        window_start: r.3,
+                        window_end: r.4,
+                        observed: r.5,
+                        expected_low: r.6,
+                        expected_high: r.7,
+                        score: r.8,
+                        explanation: r.9,
+                    },
+                    detected_at,
+                };
+                out.push(event("anomaly", detected_at, &update));
             }
         }
         self.cursor = newest;
