@@ -429,12 +429,18 @@ pub async fn run<P: Processor>(
             .filter(|r| matches!(r, OutRecord::Late { .. }))
             .count() as u64;
 
-        // A checkpoint stops processing while it runs, so a large state is checkpointed less
-        // often: at most ~1 % of the time goes to checkpoints (capped at a minute between).
-        let every = cfg
-            .checkpoint_every
-            .max(checkpoint_cost * 100)
-            .min(Duration::from_secs(60).max(cfg.checkpoint_every));
+        // A checkpoint stops processing while it runs, so a global processor's one large
+        // state is checkpointed less often: at most ~1 % of the time goes to checkpoints
+        // (capped at a minute between); its alerts do not wait for checkpoints. Partitioned
+        // processors keep the configured interval: their sink rows (metrics) are only
+        // written by checkpoints, so it is also their freshness.
+        let every = match mode {
+            Mode::Global => cfg
+                .checkpoint_every
+                .max(checkpoint_cost * 100)
+                .min(Duration::from_secs(60).max(cfg.checkpoint_every)),
+            Mode::Partitioned => cfg.checkpoint_every,
+        };
         if out.urgent && mode == Mode::Global && last_checkpoint.elapsed() < every {
             flush_urgent(&pool, &producer, &mut out).await?;
         }
