@@ -21,6 +21,7 @@ pub struct Config {
     pub log: LogConfig,
     pub simulator: SimulatorConfig,
     pub streams: StreamsConfig,
+    pub warehouse: warehouse::WarehouseConfig,
 }
 
 /// Stream processors (`[streams]`).
@@ -106,7 +107,7 @@ impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             format: LogFormat::Pretty,
-            filter: "info,rdkafka=warn,sqlx=warn".into(),
+            filter: "info,rdkafka=warn,sqlx=warn,buoyant_kernel=off,buoyant_kernel_engine=warn,deltalake_core=warn,datafusion=warn,datafusion_postgres=warn,pgwire=warn".into(),
         }
     }
 }

@@ -75,6 +75,9 @@ enum Command {
     /// Kafka topics of the catalogue.
     #[command(subcommand)]
     Topics(cmd::topics::TopicsCommand),
+    /// The warehouse: load Kafka into Delta, build the models, SQL for analysts.
+    #[command(subcommand)]
+    Warehouse(cmd::warehouse::WarehouseCommand),
     /// The event contract: types, samples, JSON and Arrow schemas.
     #[command(subcommand)]
     Events(cmd::events::EventsCommand),
@@ -147,6 +150,7 @@ fn main() -> ExitCode {
             Command::Rules(c) => cmd::stream::rules(&cfg, c).await,
             Command::Bench(c) => cmd::bench::run(&cfg, c).await,
             Command::Topics(c) => cmd::topics::run(&cfg, c).await,
+            Command::Warehouse(c) => cmd::warehouse::run(&cfg, c).await,
             Command::Events(c) => cmd::events::run(c),
             Command::Config(ConfigCommand::Show) => {
                 println!("{}", serde_json::to_string_pretty(&cfg.redacted())?);

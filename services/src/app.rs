@@ -179,6 +179,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// All services under `/v1`, `/openapi.json` and Swagger UI at `/swagger-ui`.
 pub fn router(state: AppState, cfg: &ServicesConfig) -> Router {
+    router_with(state, cfg, Router::new())
+}
+
+/// [`router`] plus `extra` routes of other crates (e.g. the warehouse's `/v1/sql`) behind the
+/// same gateway layers: auth, rate limits, body limit, CORS, request ids, metrics.
+pub fn router_with(state: AppState, cfg: &ServicesConfig, extra: Router<AppState>) -> Router {
     let origins: Vec<HeaderValue> = cfg
         .cors_origins
         .iter()
@@ -201,6 +207,7 @@ pub fn router(state: AppState, cfg: &ServicesConfig) -> Router {
         .expose_headers([header::RETRY_AFTER, HeaderName::from_static("x-request-id")]);
     let (routes, spec) = api().split_for_parts();
     routes
+        .merge(extra)
         .fallback(|| async { Problem::not_found("no such route") })
         .route_layer(middleware::from_fn(record_metrics))
         .layer(middleware::from_fn_with_state(state.clone(), rate_limit))

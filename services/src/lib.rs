@@ -23,4 +23,4 @@ pub mod reviews;
 pub mod shipping;
 pub mod users;
 
-pub use app::{AppState, ServicesConfig, migrate, openapi, router, upkeep};
+pub use app::{AppState, ServicesConfig, migrate, openapi, router, router_with, upkeep};

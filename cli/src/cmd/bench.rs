@@ -30,6 +30,11 @@ pub enum BenchCommand {
     /// alert-in-review-queue latency p50/p99 (targets: >= 500K, >= 100K ev/s/core, p99 <
     /// 250 ms). Private database and topics, removed afterwards; build with --release.
     Streams(crate::cmd::bench_streams::StreamsArgs),
+    /// The warehouse: loader events/s, freshness event -> visible in SQL (p99), and an
+    /// analyst query set over >= 10M order lines timed against DuckDB on the same Parquet
+    /// files (targets: >= 200K events/s, p99 < 5 s, ratio <= 1.0). Private topics and lake,
+    /// removed afterwards; build with --release.
+    Warehouse(crate::cmd::bench_warehouse::WarehouseArgs),
 }
 
 #[derive(Debug, Args)]
@@ -97,6 +102,12 @@ pub async fn run(cfg: &Config, cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 // Every client comes from 127.0.0.1: the per-IP limit would measure itself.
                 c.services.rate_limit_ip_per_sec = 0.0;
                 bench(&c, &args).await
+            })
+            .await
+        }
+        BenchCommand::Warehouse(args) => {
+            private(cfg, |c: Config| async move {
+                crate::cmd::bench_warehouse::run(&c, &args).await
             })
             .await
         }

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_streams;
+pub mod bench_warehouse;
 pub mod events;
 pub mod lifecycle;
 pub mod platform;
@@ -10,3 +11,4 @@ pub mod simulate;
 pub mod stream;
 pub mod topics;
 pub mod up;
+pub mod warehouse;

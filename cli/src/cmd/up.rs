@@ -62,10 +62,15 @@ pub async fn run(cfg: &Config, args: UpArgs) -> anyhow::Result<ExitCode> {
     let readiness = ops::Readiness::default();
     readiness.set("kafka", None);
     readiness.set("postgres", None);
-    let app = services::router(
+    let lake = warehouse::Lake::new(&cfg.warehouse.dir);
+    let sql = warehouse::sql::SqlEngine::open(lake.clone(), &cfg.warehouse)
+        .await
+        .context("warehouse SQL")?;
+    let app = services::router_with(
         services::AppState::new(pool.clone(), &cfg.services)
             .with_events(EventProducer::new(&cfg.kafka)?),
         &cfg.services,
+        warehouse::http::router(sql.clone()),
     )
     .merge(ops::router(prometheus, readiness.clone()));
     let server = tokio::spawn(ops::serve(cfg.http.addr, app, stopped(stop_rx.clone())));
@@ -76,6 +81,7 @@ pub async fn run(cfg: &Config, args: UpArgs) -> anyhow::Result<ExitCode> {
     ));
 
     // Readiness follows the broker and the database.
+    let mut tasks = Vec::new();
     let probe = {
         let readiness = readiness.clone();
         let mut stop = stop_rx.clone();
@@ -94,10 +100,10 @@ pub async fn run(cfg: &Config, args: UpArgs) -> anyhow::Result<ExitCode> {
         })
     };
 
+    tasks_warehouse(cfg, &lake, sql, &stop_rx, &mut tasks);
     let rate = args.rate.unwrap_or(cfg.simulator.sessions_per_sec);
     let produced = Arc::new(AtomicU64::new(0));
     let consumed = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
     {
         let relay = platform::relay(cfg, pool.clone())?;
         let stop = stop_rx.clone();
@@ -212,4 +218,60 @@ pub async fn run(cfg: &Config, args: UpArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+type Task = tokio::task::JoinHandle<anyhow::Result<String>>;
+
+/// The warehouse's part of `up`: the loader, the periodic model build and the PostgreSQL-
+/// protocol SQL server.
+fn tasks_warehouse(
+    cfg: &Config,
+    lake: &warehouse::Lake,
+    sql: Arc<warehouse::sql::SqlEngine>,
+    stop: &watch::Receiver<bool>,
+    tasks: &mut Vec<Task>,
+) {
+    let opts = warehouse::bronze::LoaderOptions {
+        batch_rows: cfg.warehouse.batch_rows,
+        max_wait: Duration::from_millis(cfg.warehouse.commit_interval_ms),
+        stop_when_idle: None,
+    };
+    let (kafka, l, s) = (cfg.kafka.clone(), lake.clone(), stop.clone());
+    tasks.push(tokio::spawn(async move {
+        let r = warehouse::bronze::run_loader(&kafka, &l, &opts, s)
+            .await
+            .context("warehouse loader")?;
+        Ok(format!(
+            "warehouse loader: {} rows in {} commits",
+            r.rows, r.commits
+        ))
+    }));
+    let every = cfg.warehouse.build_interval_secs;
+    if every > 0 {
+        let (l, mut s) = (lake.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut builds = 0u64;
+            loop {
+                tokio::select! {
+                    _ = s.wait_for(|v| *v) => break,
+                    _ = tokio::time::sleep(Duration::from_secs(every)) => {}
+                }
+                match warehouse::models::build(&l, false).await {
+                    Ok(_) => builds += 1,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "warehouse build failed; retrying next interval")
+                    }
+                }
+            }
+            Ok(format!("warehouse: {builds} model builds"))
+        }));
+    }
+    let (addr, mut s) = (cfg.warehouse.pg_addr.clone(), stop.clone());
+    tasks.push(tokio::spawn(async move {
+        tokio::select! {
+            r = warehouse::pgwire::serve(sql, &addr) => r.context("warehouse SQL over the PostgreSQL protocol")?,
+            _ = s.wait_for(|v| *v) => {}
+        }
+        Ok(String::new())
+    }));
 }

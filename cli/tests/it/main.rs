@@ -32,6 +32,14 @@ fn brokers() -> String {
     std::env::var("SHOPSTREAM_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
 
+/// A warehouse directory of a test's own.
+fn warehouse_dir(prefix: &str) -> String {
+    std::env::temp_dir()
+        .join(format!("{}-warehouse", prefix.trim_end_matches('.')))
+        .to_string_lossy()
+        .into_owned()
+}
+
 fn unique_prefix() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -207,6 +215,11 @@ fn up_runs_live_traffic_and_kcat_sees_cloudevents() {
     let child = Command::new(env!("CARGO_BIN_EXE_shopstream"))
         .args(["up", "--rate", "50", "--duration", "12"])
         .env("SHOPSTREAM_KAFKA_TOPIC_PREFIX", &prefix)
+        .env("SHOPSTREAM_WAREHOUSE_DIR", warehouse_dir(&prefix))
+        .env(
+            "SHOPSTREAM_WAREHOUSE_PG_ADDR",
+            format!("127.0.0.1:{}", free_port()),
+        )
         .env("SHOPSTREAM_KAFKA_BROKERS", brokers())
         .env("SHOPSTREAM_HTTP_ADDR", &addr)
         .stdout(Stdio::piped())
@@ -580,11 +593,17 @@ async fn simulated_shoppers_over_http_leave_labelled_orders_in_the_services_and_
     let db = private_database().await;
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
+    let lake = warehouse_dir(&prefix);
+    let pg_addr = format!("127.0.0.1:{}", free_port());
     let env = [
         ("SHOPSTREAM_KAFKA_TOPIC_PREFIX", prefix.as_str()),
         ("SHOPSTREAM_KAFKA_BROKERS", &brokers()),
         ("SHOPSTREAM_DATABASE_URL", db.as_str()),
         ("SHOPSTREAM_HTTP_ADDR", addr.as_str()),
+        ("SHOPSTREAM_WAREHOUSE_DIR", lake.as_str()),
+        ("SHOPSTREAM_WAREHOUSE_PG_ADDR", pg_addr.as_str()),
+        // The test builds the models itself, after the loader.
+        ("SHOPSTREAM_WAREHOUSE_BUILD_INTERVAL_SECS", "0"),
     ];
     let mut up = Command::new(env!("CARGO_BIN_EXE_shopstream"));
     up.args(["up", "--rate", "0", "--duration", "300"])
@@ -736,7 +755,65 @@ async fn simulated_shoppers_over_http_leave_labelled_orders_in_the_services_and_
             .unwrap();
     assert_eq!(confirmed_ids.len() as i64, all_confirmed);
     assert!(consume("clickstream").contains("ce_type=product.viewed.v1"));
+
+    // Reconciliation: the warehouse, loaded from Kafka, has PostgreSQL's orders and revenue
+    // per day. (`up` ran the loader; this run picks up wherever it stopped.)
+    let out = shopstream(&["warehouse", "load", "--until-idle", "3"], &env);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = shopstream(&["warehouse", "build"], &env);
+    assert!(out.status.success(), "{}", text(&out));
+    let pg: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), count(*), sum(total_minor)::bigint
+         FROM orders.orders WHERE status = 'confirmed' GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let lakehouse = warehouse_sql(
+        &env,
+        "SELECT CAST(order_date AS VARCHAR) AS day, sum(orders) AS orders, sum(revenue_minor) AS revenue \
+         FROM daily_revenue GROUP BY order_date ORDER BY order_date",
+    );
+    let lakehouse: Vec<(String, i64, i64)> = lakehouse
+        .iter()
+        .map(|r| {
+            (
+                r["day"].as_str().unwrap().to_owned(),
+                r["orders"].as_i64().unwrap(),
+                r["revenue"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(!pg.is_empty());
+    assert_eq!(
+        lakehouse, pg,
+        "orders and revenue per day: warehouse vs PostgreSQL"
+    );
     pool.close().await;
     drop_database(&db).await;
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&lake);
 }
+
+/// Runs `warehouse sql --format json` and returns its rows.
+fn warehouse_sql(env: &[(&str, &str)], sql: &str) -> Vec<serde_json::Value> {
+    let out = shopstream(&["warehouse", "sql", "--format", "json", sql], env);
+    assert!(out.status.success(), "{sql}: {}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{sql}: {e}: {}", text(&out)));
+    v["rows"].as_array().cloned().unwrap_or_default()
+}
+
+/// Runs `warehouse sql --admin --format json` (every layer) and returns its rows.
+fn warehouse_sql_admin(env: &[(&str, &str)], sql: &str) -> Vec<serde_json::Value> {
+    let out = shopstream(
+        &["warehouse", "sql", "--admin", "--format", "json", sql],
+        env,
+    );
+    assert!(out.status.success(), "{sql}: {}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{sql}: {e}: {}", text(&out)));
+    v["rows"].as_array().cloned().unwrap_or_default()
+}
+
+mod warehouse;

@@ -1,0 +1,200 @@
+//! `shopstream warehouse ...`: the loader, the model build, SQL from the shell, the SQL
+//! servers and attachments.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Subcommand, ValueEnum};
+use tokio::sync::watch;
+use warehouse::bronze::{LoaderOptions, run_loader};
+use warehouse::http::Format;
+use warehouse::sql::{Access, Attachment, SqlEngine, attach};
+use warehouse::{Lake, Layer, models};
+
+use crate::cmd::lifecycle::wait_for_signal;
+use crate::config::Config;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WarehouseCommand {
+    /// Load every topic family from Kafka into its bronze Delta table, exactly once (offsets
+    /// live in the Delta commits). Runs until Ctrl-C.
+    Load {
+        /// Exit once caught up and idle for this many seconds.
+        #[arg(long, value_name = "SECONDS")]
+        until_idle: Option<u64>,
+    },
+    /// Build silver (only the dates whose bronze changed) and every gold model.
+    Build {
+        /// Re-derive every date of silver, not only the changed ones.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Run one read-only SQL statement and print the answer.
+    Sql {
+        /// The statement, e.g. "SELECT * FROM daily_revenue ORDER BY order_date".
+        sql: String,
+        /// Query every layer (bronze, silver, unmasked) instead of the analysts' gold view.
+        #[arg(long)]
+        admin: bool,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutFormat,
+    },
+    /// Serve SQL over the PostgreSQL wire protocol (`warehouse.pg_addr`) until Ctrl-C.
+    Serve,
+    /// Register an outside Parquet, CSV or Delta data set as `ext.<name>` for joins.
+    Attach {
+        /// Table name under the `ext` schema.
+        name: String,
+        /// File, directory or Delta table path.
+        path: String,
+        #[arg(long, default_value = "parquet", value_parser = ["parquet", "csv", "delta"])]
+        format: String,
+    },
+    /// List the tables of every layer, and the gold models with what they hold.
+    Tables,
+}
+
+pub async fn run(cfg: &Config, cmd: WarehouseCommand) -> anyhow::Result<ExitCode> {
+    let lake = Lake::new(&cfg.warehouse.dir);
+    match cmd {
+        WarehouseCommand::Load { until_idle } => {
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let opts = LoaderOptions {
+                batch_rows: cfg.warehouse.batch_rows,
+                max_wait: Duration::from_millis(cfg.warehouse.commit_interval_ms),
+                stop_when_idle: until_idle.map(Duration::from_secs),
+            };
+            let started = Instant::now();
+            let (kafka, lake2) = (cfg.kafka.clone(), lake.clone());
+            let task =
+                tokio::spawn(async move { run_loader(&kafka, &lake2, &opts, stop_rx).await });
+            let report = if until_idle.is_some() {
+                task.await?
+            } else {
+                tokio::select! {
+                    r = task => r?,
+                    _ = wait_for_signal(None) => {
+                        let _ = stop_tx.send(true);
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                }
+            }
+            .context("warehouse loader")?;
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "loaded {} rows in {} commits ({} to the DLQ) in {secs:.1} s into {}",
+                report.rows,
+                report.commits,
+                report.dead_lettered,
+                lake.root().display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        WarehouseCommand::Build { full } => {
+            let started = Instant::now();
+            let report = models::build(&lake, full)
+                .await
+                .context("warehouse build")?;
+            for (family, dates) in &report.silver_dates {
+                println!("silver  {family:<14} {dates} date(s) re-derived");
+            }
+            println!("silver  {} rows written", report.silver_rows);
+            for (model, rows) in &report.gold {
+                println!("gold    {model:<20} {rows} rows");
+            }
+            println!("built in {:.1} s", started.elapsed().as_secs_f64());
+            Ok(ExitCode::SUCCESS)
+        }
+        WarehouseCommand::Sql { sql, admin, format } => {
+            let engine = SqlEngine::open(lake, &cfg.warehouse).await?;
+            let access = if admin {
+                Access::Admin
+            } else {
+                Access::Analyst
+            };
+            let who = format!("cli:{}", std::env::var("USER").unwrap_or_default());
+            let result = match engine.query(&sql, &who, access).await {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            match format {
+                OutFormat::Table => {
+                    let text = warehouse::datafusion::arrow::util::pretty::pretty_format_batches(
+                        &result.batches,
+                    )?;
+                    println!("{text}\n({} rows)", result.rows());
+                }
+                OutFormat::Csv | OutFormat::Json => {
+                    let f = if format == OutFormat::Csv {
+                        Format::Csv
+                    } else {
+                        Format::Json
+                    };
+                    let response = warehouse::http::encode(&result, f)?;
+                    let body = axum::body::to_bytes(response.into_body(), usize::MAX).await?;
+                    print!("{}", String::from_utf8_lossy(&body));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        WarehouseCommand::Serve => {
+            let engine = SqlEngine::open(lake, &cfg.warehouse).await?;
+            let addr = cfg.warehouse.pg_addr.clone();
+            println!("psql -h {} -p {} -U analyst", host(&addr), port(&addr));
+            tokio::select! {
+                r = warehouse::pgwire::serve(engine, &addr) => r.context("pg server")?,
+                _ = wait_for_signal(None) => {}
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        WarehouseCommand::Attach { name, path, format } => {
+            let schema = attach(
+                &lake,
+                Attachment {
+                    name: name.clone(),
+                    path,
+                    format,
+                },
+            )
+            .await
+            .context("attach")?;
+            println!("attached ext.{name}:");
+            for f in schema.fields() {
+                println!("  {} {}", f.name(), f.data_type());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        WarehouseCommand::Tables => {
+            for layer in Layer::ALL {
+                for t in lake.tables(layer) {
+                    let about = models::GOLD
+                        .iter()
+                        .find(|m| layer == Layer::Gold && m.name == t)
+                        .map(|m| m.about)
+                        .unwrap_or("");
+                    println!("{:<7} {t:<28} {about}", layer.name());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn host(addr: &str) -> &str {
+    addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr)
+}
+
+fn port(addr: &str) -> &str {
+    addr.rsplit_once(':').map(|(_, p)| p).unwrap_or("5433")
+}

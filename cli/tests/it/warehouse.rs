@@ -1,0 +1,285 @@
+//! The warehouse from the command line: the loader SIGKILLed mid-stream and restarted lands
+//! every event exactly once, undecodable records go to the DLQ, the gold models equal the
+//! ground truth of the generated events, builds are idempotent, SQL is read-only and masks
+//! PII for analysts, and psql connects over the PostgreSQL protocol.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use events::Event;
+use ingest::simulate::{Generator, SimConfig};
+
+use super::{
+    brokers, free_port, kcat_consume, shopstream, text, unique_prefix, warehouse_dir, warehouse_sql,
+};
+
+fn family(e: &events::Envelope) -> String {
+    e.topic().base_name().replace(['.', '-'], "_")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_warehouse_loads_exactly_once_through_a_sigkill_and_its_models_match_the_truth() {
+    let prefix = unique_prefix();
+    let lake = warehouse_dir(&prefix);
+    let env = [
+        ("SHOPSTREAM_KAFKA_TOPIC_PREFIX", prefix.as_str()),
+        ("SHOPSTREAM_KAFKA_BROKERS", &brokers()),
+        ("SHOPSTREAM_WAREHOUSE_DIR", lake.as_str()),
+        ("SHOPSTREAM_WAREHOUSE_BATCH_ROWS", "4000"),
+        ("SHOPSTREAM_WAREHOUSE_COMMIT_INTERVAL_MS", "100"),
+    ];
+    let out = shopstream(&["topics", "apply"], &env);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Three simulated days of traffic, and the truth about it.
+    let events: Vec<events::Envelope> = Generator::new(SimConfig {
+        seed: 9,
+        products: 200,
+        customers: 3_000,
+        sessions_per_sec: 0.1,
+        ..SimConfig::default()
+    })
+    .take(150_000)
+    .collect();
+    let mut rows: BTreeMap<String, i64> = BTreeMap::new();
+    let mut placed_on = std::collections::HashMap::new();
+    let mut revenue: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for e in &events {
+        *rows.entry(family(e)).or_default() += 1;
+        match &e.event {
+            Event::OrderPlaced(o) => {
+                placed_on.insert(o.order_id, e.time.date_naive().to_string());
+            }
+            Event::OrderConfirmed(o) => {
+                let day = placed_on[&o.order_id].clone();
+                let r = revenue.entry(day).or_default();
+                r.0 += 1;
+                r.1 += o.total.amount_minor;
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        revenue.len() >= 2,
+        "the events span several days: {revenue:?}"
+    );
+
+    let cfg = ingest::KafkaConfig {
+        brokers: brokers(),
+        topic_prefix: prefix.clone(),
+        ..ingest::KafkaConfig::default()
+    };
+    let producer = ingest::EventProducer::new(&cfg).unwrap();
+    // One undecodable record in the middle of the orders.
+    let (head, tail) = events.split_at(events.len() / 2);
+    for chunk in head.chunks(10_000) {
+        producer.publish_all(chunk).await.unwrap();
+    }
+    let broken = events::Envelope::new("/test", events::samples()[0].clone());
+    let orders_topic = format!("{prefix}orders");
+    producer
+        .send_raw(
+            &orders_topic,
+            Some(b"k"),
+            Some(b"{not json"),
+            ingest::kafka::envelope_headers(&events::Envelope {
+                event: events::samples()
+                    .into_iter()
+                    .find(|e| e.event_type() == "order.placed.v1")
+                    .unwrap(),
+                ..broken
+            }),
+        )
+        .await
+        .unwrap();
+    for chunk in tail.chunks(10_000) {
+        producer.publish_all(chunk).await.unwrap();
+    }
+
+    // Load, and SIGKILL the loader once some but not all of it is committed.
+    let spawn = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_shopstream"));
+        c.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.spawn().unwrap()
+    };
+    let log = std::path::Path::new(&lake).join("bronze/clickstream/_delta_log");
+    let mut loader = spawn(&["warehouse", "load"]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !log.join("00000000000000000003.json").exists() {
+        assert!(Instant::now() < deadline, "the loader never committed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    loader.kill().unwrap();
+    loader.wait().unwrap();
+    let count = |sql: &str| -> i64 {
+        let r = super::warehouse_sql_admin(&env, sql);
+        r[0]["n"].as_i64().unwrap()
+    };
+    let total: i64 = rows.values().sum();
+    let before = count("SELECT count(*) AS n FROM bronze.clickstream");
+    assert!(
+        before > 0 && before < rows["clickstream"],
+        "killed at {before} of {} rows: nothing tested",
+        rows["clickstream"]
+    );
+
+    let out = shopstream(&["warehouse", "load", "--until-idle", "3"], &env);
+    assert!(out.status.success(), "{}", text(&out));
+    for (table, want) in &rows {
+        let got = super::warehouse_sql_admin(
+            &env,
+            &format!("SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM bronze.{table}"),
+        );
+        assert_eq!(
+            (got[0]["n"].as_i64().unwrap(), got[0]["d"].as_i64().unwrap()),
+            (*want, *want),
+            "bronze.{table}: rows and distinct ids after a SIGKILL and restart"
+        );
+    }
+    assert_eq!(
+        count("SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = 'bronze'"),
+        11
+    );
+    // The broken record went to the DLQ, with where it came from.
+    let dlq = kcat_consume(&format!("{orders_topic}.dlq"), "%h %s\\n");
+    assert!(
+        dlq.contains("dlq.origin.topic") && dlq.contains("{not json"),
+        "{dlq}"
+    );
+
+    // Gold equals the truth; a second build changes nothing and re-derives no date.
+    let out = shopstream(&["warehouse", "build"], &env);
+    assert!(out.status.success(), "{}", text(&out));
+    let daily =
+        || -> BTreeMap<String, (i64, i64)> {
+            warehouse_sql(
+            &env,
+            "SELECT CAST(order_date AS VARCHAR) AS day, orders, revenue_minor FROM daily_revenue",
+        )
+        .iter()
+        .map(|r| {
+            (
+                r["day"].as_str().unwrap().to_owned(),
+                (r["orders"].as_i64().unwrap(), r["revenue_minor"].as_i64().unwrap()),
+            )
+        })
+        .collect()
+        };
+    assert_eq!(daily(), revenue, "daily revenue vs the generated events");
+    let out = shopstream(&["warehouse", "build"], &env);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.lines()
+            .filter(|l| l.starts_with("silver "))
+            .filter(|l| l.contains("date(s)"))
+            .all(|l| l.contains(" 0 date(s)")),
+        "{log}"
+    );
+    assert_eq!(daily(), revenue, "after a second build");
+    let out = shopstream(&["warehouse", "build", "--full"], &env);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(daily(), revenue, "after a full rebuild");
+    let lines = warehouse_sql(
+        &env,
+        "SELECT count(*) AS n, sum(line_total_minor) AS s, count(category) AS c FROM fact_order_items",
+    );
+    let (want_lines, want_sum) = events.iter().fold((0i64, 0i64), |acc, e| match &e.event {
+        Event::OrderPlaced(o) => (
+            acc.0 + o.lines.len() as i64,
+            acc.1
+                + o.lines
+                    .iter()
+                    .map(|l| l.quantity.get() as i64 * l.unit_price.amount_minor)
+                    .sum::<i64>(),
+        ),
+        _ => acc,
+    });
+    assert_eq!(lines[0]["n"].as_i64().unwrap(), want_lines);
+    assert_eq!(lines[0]["s"].as_i64().unwrap(), want_sum);
+
+    // Analysts: gold only, PII masked; nothing can write.
+    let masked = warehouse_sql(&env, "SELECT email_masked FROM dim_customer LIMIT 20");
+    assert!(!masked.is_empty());
+    assert!(
+        masked
+            .iter()
+            .all(|r| r["email_masked"].as_str().unwrap().contains("***@"))
+    );
+    for (sql, says) in [
+        ("SELECT email FROM silver.user_registered_v1", "not found"),
+        ("CREATE TABLE x AS SELECT 1", "read-only"),
+        ("DROP TABLE fact_orders", "read-only"),
+        (
+            "INSERT INTO fact_orders SELECT * FROM fact_orders",
+            "read-only",
+        ),
+        ("SELEC 1", "error"),
+    ] {
+        let out = shopstream(&["warehouse", "sql", sql], &env);
+        let log = text(&out).to_lowercase();
+        assert!(!out.status.success() && log.contains(says), "{sql}: {log}");
+    }
+    let audit = std::fs::read_to_string(std::path::Path::new(&lake).join("audit.jsonl")).unwrap();
+    assert!(audit.contains("DROP TABLE fact_orders") && audit.contains("read-only"));
+
+    // psql over the PostgreSQL protocol: \dt lists the models, queries run, writes are refused.
+    let pg_port = free_port();
+    let pg_addr = format!("127.0.0.1:{pg_port}");
+    let mut server = {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_shopstream"));
+        c.args(["warehouse", "serve"])
+            .env("SHOPSTREAM_WAREHOUSE_PG_ADDR", &pg_addr)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.spawn().unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&pg_addr).is_err() {
+        assert!(Instant::now() < deadline, "the pg server never listened");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let psql = |sql: &str| {
+        Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &pg_port.to_string(),
+                "-U",
+                "analyst",
+                "-At",
+                "-c",
+                sql,
+            ])
+            .env("PGCONNECT_TIMEOUT", "10")
+            .output()
+            .unwrap()
+    };
+    let out = psql("SELECT sum(orders) FROM daily_revenue");
+    assert!(out.status.success(), "{}", text(&out));
+    let want: i64 = revenue.values().map(|v| v.0).sum();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        want.to_string()
+    );
+    let out = psql("\\dt");
+    assert!(text(&out).contains("fact_orders"), "{}", text(&out));
+    let out = psql("DELETE FROM fact_orders");
+    assert!(
+        !out.status.success() && text(&out).contains("read-only"),
+        "{}",
+        text(&out)
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let _ = total;
+    let _ = std::fs::remove_dir_all(&lake);
+}

@@ -1,0 +1,390 @@
+//! Bronze: the raw events of each topic family in a Delta table partitioned by event date,
+//! loaded from Kafka **exactly once**. Each commit carries, in the same Delta transaction as
+//! the rows, one application transaction per Kafka partition it covers
+//! (`app_id = shopstream-loader/<topic>/<partition>`, `version` = the last offset written).
+//! On start the loader seeks every partition to the version in the table plus one, so a crash
+//! at any point neither loses nor duplicates a row: a batch is either committed with its
+//! offsets or not at all. Undecodable records go to `<topic>.dlq` (delivered before the commit
+//! that moves past them) and loading goes on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use deltalake::DeltaTable;
+use deltalake::arrow::array::{
+    ArrayRef, Date32Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+};
+use deltalake::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
+use events::Topic;
+use ingest::kafka::dlq::dlq_headers;
+use ingest::kafka::{EventProducer, KafkaConfig, KafkaError, decode_message};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+use crate::WarehouseError;
+use crate::lake::{Lake, Layer};
+
+/// The topic families landed in bronze (every topic of domain events; not the rules,
+/// metrics or late-event topics, which are processors' own).
+pub const FAMILIES: [Topic; 11] = [
+    Topic::Users,
+    Topic::Catalog,
+    Topic::Clickstream,
+    Topic::Carts,
+    Topic::Orders,
+    Topic::Inventory,
+    Topic::Payments,
+    Topic::Shipments,
+    Topic::Reviews,
+    Topic::FraudAlerts,
+    Topic::Anomalies,
+];
+
+/// The bronze table name of a family: its topic's base name with `.` as `_`.
+pub fn table_name(topic: Topic) -> String {
+    topic.base_name().replace(['.', '-'], "_")
+}
+
+/// The partition column of bronze and silver tables.
+pub const DATE_COLUMN: &str = "event_date";
+
+/// The columns every bronze table has.
+pub fn schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("event_type", DataType::Utf8, false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("subject", DataType::Utf8, true),
+        Field::new(
+            "event_time",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new(DATE_COLUMN, DataType::Date32, false),
+        Field::new("kafka_partition", DataType::Int32, false),
+        Field::new("kafka_offset", DataType::Int64, false),
+        Field::new("payload", DataType::Utf8, false),
+    ]))
+}
+
+/// The application id under which a partition's offset is stored in the table's log.
+pub fn app_id(topic: &str, partition: i32) -> String {
+    format!("shopstream-loader/{topic}/{partition}")
+}
+
+/// Days since 1970-01-01 (Arrow's Date32).
+pub fn date32(time: DateTime<Utc>) -> i32 {
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+    (time.date_naive() - epoch).num_days() as i32
+}
+
+/// How the loader batches and when it stops.
+#[derive(Debug, Clone)]
+pub struct LoaderOptions {
+    /// Commit once this many rows are buffered...
+    pub batch_rows: usize,
+    /// ...or this long after the first buffered row (the freshness of bronze).
+    pub max_wait: Duration,
+    /// Stop once every partition is read to its end and nothing came for this long
+    /// (tests and benchmarks); `None` runs until shutdown.
+    pub stop_when_idle: Option<Duration>,
+}
+
+impl Default for LoaderOptions {
+    fn default() -> Self {
+        LoaderOptions {
+            batch_rows: 100_000,
+            max_wait: Duration::from_secs(1),
+            stop_when_idle: None,
+        }
+    }
+}
+
+/// What a loader run did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadReport {
+    pub rows: u64,
+    pub dead_lettered: u64,
+    pub commits: u64,
+    /// From the first record read to the last commit (the loading time, without idling).
+    pub active: Duration,
+}
+
+/// Rows of one family waiting for their commit.
+struct Pending {
+    topic: String,
+    event_id: StringBuilder,
+    event_type: StringBuilder,
+    source: StringBuilder,
+    subject: StringBuilder,
+    event_time: TimestampMicrosecondBuilder,
+    event_date: Date32Builder,
+    partition: Int32Builder,
+    offset: Int64Builder,
+    payload: StringBuilder,
+    rows: usize,
+    /// Last offset buffered (or dead-lettered) per partition.
+    last: BTreeMap<i32, i64>,
+}
+
+impl Pending {
+    fn new(topic: String) -> Self {
+        Pending {
+            topic,
+            event_id: StringBuilder::new(),
+            event_type: StringBuilder::new(),
+            source: StringBuilder::new(),
+            subject: StringBuilder::new(),
+            event_time: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
+            event_date: Date32Builder::new(),
+            partition: Int32Builder::new(),
+            offset: Int64Builder::new(),
+            payload: StringBuilder::new(),
+            rows: 0,
+            last: BTreeMap::new(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.last.is_empty()
+    }
+
+    fn take(&mut self) -> Result<(RecordBatch, Vec<Transaction>), WarehouseError> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.event_id.finish()),
+            Arc::new(self.event_type.finish()),
+            Arc::new(self.source.finish()),
+            Arc::new(self.subject.finish()),
+            Arc::new(self.event_time.finish()),
+            Arc::new(self.event_date.finish()),
+            Arc::new(self.partition.finish()),
+            Arc::new(self.offset.finish()),
+            Arc::new(self.payload.finish()),
+        ];
+        let batch = RecordBatch::try_new(schema(), columns)?;
+        let txns = std::mem::take(&mut self.last)
+            .into_iter()
+            .map(|(p, o)| Transaction::new(app_id(&self.topic, p), o))
+            .collect();
+        self.rows = 0;
+        Ok((batch, txns))
+    }
+}
+
+/// Loads every family's topic into its bronze table until `shutdown` turns true (or, with
+/// `stop_when_idle`, until caught up). One loader per lake: a lock file refuses a second.
+pub async fn run_loader(
+    kafka: &KafkaConfig,
+    lake: &Lake,
+    opts: &LoaderOptions,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<LoadReport, WarehouseError> {
+    std::fs::create_dir_all(lake.root())?;
+    let lock = File::create(lake.root().join("loader.lock"))?;
+    if lock.try_lock().is_err() {
+        return Err(WarehouseError::Busy(format!(
+            "another loader holds {}",
+            lake.root().join("loader.lock").display()
+        )));
+    }
+
+    let names = kafka.topic_names();
+    let consumer: StreamConsumer = kafka
+        .client_config()
+        .set("group.id", "shopstream-warehouse-loader")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("fetch.wait.max.ms", "50")
+        .create()
+        .map_err(|source| KafkaError::Setup {
+            what: "warehouse loader consumer",
+            brokers: kafka.brokers.clone(),
+            source,
+        })?;
+    let producer = EventProducer::new(kafka)?;
+
+    let mut tables: HashMap<String, DeltaTable> = HashMap::new();
+    let mut pending: HashMap<String, Pending> = HashMap::new();
+    let mut tpl = TopicPartitionList::new();
+    let mut ends: HashMap<(String, i32), i64> = HashMap::new();
+    for topic in FAMILIES {
+        let name = names.name(topic);
+        let table = lake
+            .open_or_create(Layer::Bronze, &table_name(topic), &schema(), &[DATE_COLUMN])
+            .await?;
+        let md = consumer.fetch_metadata(Some(&name), Duration::from_secs(10))?;
+        let parts = md
+            .topics()
+            .first()
+            .map(|t| t.partitions().len())
+            .unwrap_or(0);
+        let snapshot = table.snapshot()?;
+        for p in 0..parts as i32 {
+            let done = snapshot
+                .transaction_version(table.log_store().as_ref(), app_id(&name, p))
+                .await?;
+            let from = done
+                .map(|o| Offset::Offset(o + 1))
+                .unwrap_or(Offset::Beginning);
+            tpl.add_partition_offset(&name, p, from)?;
+            ends.insert((name.clone(), p), done.map(|o| o + 1).unwrap_or(0));
+        }
+        pending.insert(name.clone(), Pending::new(name.clone()));
+        tables.insert(name, table);
+    }
+    consumer.assign(&tpl)?;
+    tracing::info!(dir = %lake.root().display(), "warehouse loader started");
+
+    let mut report = LoadReport::default();
+    let mut buffered = 0usize;
+    let mut first_at: Option<Instant> = None;
+    let mut last_record = Instant::now();
+    let mut first_record: Option<Instant> = None;
+    let mut last_commit = Instant::now();
+    loop {
+        let deadline = first_at.map(|t| t + opts.max_wait);
+        let wait = deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_millis(200));
+        let got = tokio::select! {
+            _ = shutdown.changed() => None,
+            m = tokio::time::timeout(wait, consumer.recv()) => Some(m),
+        };
+        match got {
+            None => {
+                if *shutdown.borrow() {
+                    break;
+                }
+            }
+            Some(Err(_elapsed)) => {}
+            Some(Ok(Err(e))) => {
+                tracing::warn!(error = %e, "warehouse loader: consume error");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Some(Ok(Ok(msg))) => {
+                last_record = Instant::now();
+                first_record.get_or_insert(last_record);
+                let topic = msg.topic().to_owned();
+                let (partition, offset) = (msg.partition(), msg.offset());
+                ends.insert((topic.clone(), partition), offset + 1);
+                let Some(rows) = pending.get_mut(&topic) else {
+                    continue;
+                };
+                match decode_message(&msg) {
+                    Ok(env) => {
+                        rows.event_id.append_value(env.id.to_string());
+                        rows.event_type.append_value(env.event_type());
+                        rows.source.append_value(&env.source);
+                        rows.subject.append_option(env.subject.as_deref());
+                        rows.event_time.append_value(env.time.timestamp_micros());
+                        rows.event_date.append_value(date32(env.time));
+                        rows.partition.append_value(partition);
+                        rows.offset.append_value(offset);
+                        // The payload as it arrived (valid UTF-8 JSON: it just decoded).
+                        let text = msg
+                            .payload()
+                            .and_then(|p| std::str::from_utf8(p).ok())
+                            .unwrap_or_default();
+                        rows.payload.append_value(text);
+                        rows.rows += 1;
+                        buffered += 1;
+                    }
+                    Err(e) => {
+                        let headers = dlq_headers(
+                            &msg,
+                            "shopstream-warehouse-loader",
+                            e.kind(),
+                            &e.to_string(),
+                        );
+                        producer
+                            .send_raw(
+                                &events::TopicNames::dlq_of(&topic),
+                                msg.key(),
+                                msg.payload(),
+                                headers,
+                            )
+                            .await?;
+                        report.dead_lettered += 1;
+                        metrics::counter!("shopstream_warehouse_dead_lettered_total").increment(1);
+                    }
+                }
+                rows.last.insert(partition, offset);
+                first_at.get_or_insert_with(Instant::now);
+            }
+        }
+
+        let due = first_at.is_some_and(|t| t.elapsed() >= opts.max_wait);
+        if buffered >= opts.batch_rows || due {
+            flush(&mut tables, &mut pending, &mut report).await?;
+            buffered = 0;
+            first_at = None;
+            last_commit = Instant::now();
+        }
+        if let Some(idle) = opts.stop_when_idle
+            && first_at.is_none()
+            && last_record.elapsed() >= idle
+            && caught_up(&consumer, &ends)
+        {
+            break;
+        }
+    }
+    if buffered > 0 || pending.values().any(|p| !p.is_empty()) {
+        flush(&mut tables, &mut pending, &mut report).await?;
+        last_commit = Instant::now();
+    }
+    report.active = first_record
+        .map(|f| last_commit.saturating_duration_since(f))
+        .unwrap_or_default();
+    drop(lock);
+    Ok(report)
+}
+
+/// Commits every family with buffered rows: rows and offsets in one Delta transaction.
+async fn flush(
+    tables: &mut HashMap<String, DeltaTable>,
+    pending: &mut HashMap<String, Pending>,
+    report: &mut LoadReport,
+) -> Result<(), WarehouseError> {
+    for (topic, rows) in pending.iter_mut() {
+        if rows.is_empty() {
+            continue;
+        }
+        let n = rows.rows as u64;
+        let (batch, txns) = rows.take()?;
+        let table = tables
+            .get(topic)
+            .cloned()
+            .expect("every pending family has its table");
+        let started = Instant::now();
+        let table = table
+            .write(vec![batch])
+            .with_partition_columns([DATE_COLUMN])
+            .with_commit_properties(CommitProperties::default().with_application_transactions(txns))
+            .await?;
+        metrics::histogram!("shopstream_warehouse_commit_seconds")
+            .record(started.elapsed().as_secs_f64());
+        metrics::counter!("shopstream_warehouse_rows_total", "table" => topic.clone()).increment(n);
+        tables.insert(topic.clone(), table);
+        report.rows += n;
+        report.commits += 1;
+    }
+    Ok(())
+}
+
+/// Whether every assigned partition has been read to its high watermark.
+fn caught_up(consumer: &StreamConsumer, ends: &HashMap<(String, i32), i64>) -> bool {
+    ends.iter().all(|((topic, p), next)| {
+        match consumer.fetch_watermarks(topic, *p, Duration::from_secs(5)) {
+            Ok((_, high)) => *next >= high,
+            Err(_) => false,
+        }
+    })
+}

@@ -1,0 +1,420 @@
+//! SQL over the lake for analysts: one DataFusion context per access level, tables that read
+//! the latest Delta version on every scan, read-only (DDL, DML and other statements refused),
+//! a per-query timeout and memory limit, PII masking by role and an audit line per statement.
+
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{MemorySchemaProvider, Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use deltalake::DeltaTable;
+use serde::{Deserialize, Serialize};
+
+use crate::lake::{Lake, Layer};
+use crate::{WarehouseConfig, WarehouseError};
+
+/// The catalog analysts see; `gold` is its default schema.
+pub const CATALOG: &str = "shopstream";
+
+/// A Delta table that scans its latest committed version (so SQL sees new loads at once).
+#[derive(Debug)]
+pub struct LiveTable {
+    table: tokio::sync::Mutex<DeltaTable>,
+    schema: SchemaRef,
+}
+
+impl LiveTable {
+    pub async fn new(table: DeltaTable) -> Result<Self, WarehouseError> {
+        let schema = table.table_provider().await?.schema();
+        Ok(LiveTable {
+            table: tokio::sync::Mutex::new(table),
+            schema,
+        })
+    }
+}
+
+#[async_trait]
+impl TableProvider for LiveTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let provider = {
+            let mut table = self.table.lock().await;
+            table
+                .update_incremental(None)
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            table.table_provider().await?
+        };
+        if provider.schema() != self.schema {
+            return Err(DataFusionError::Plan(
+                "the table's schema changed since it was registered; run the query again".into(),
+            ));
+        }
+        provider.scan(state, projection, filters, limit).await
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        // Files are skipped by their statistics; DataFusion still applies the filter.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+}
+
+/// Registers `table` as `<schema>.<name>` in the context's default catalog.
+pub async fn register(
+    ctx: &SessionContext,
+    schema: &str,
+    name: &str,
+    table: &DeltaTable,
+) -> Result<(), WarehouseError> {
+    let catalog_name = ctx
+        .state()
+        .config()
+        .options()
+        .catalog
+        .default_catalog
+        .clone();
+    let catalog = ctx
+        .catalog(&catalog_name)
+        .ok_or_else(|| DataFusionError::Plan(format!("no catalog {catalog_name}")))?;
+    let provider = match catalog.schema(schema) {
+        Some(s) => s,
+        None => {
+            let s = Arc::new(MemorySchemaProvider::new());
+            catalog.register_schema(schema, s.clone())?;
+            s
+        }
+    };
+    table.update_datafusion_session(&ctx.state())?;
+    provider.register_table(
+        name.to_owned(),
+        Arc::new(LiveTable::new(table.clone()).await?),
+    )?;
+    Ok(())
+}
+
+/// Registers every existing table of a layer under the layer's name.
+pub async fn register_layer(
+    ctx: &SessionContext,
+    lake: &Lake,
+    layer: Layer,
+) -> Result<usize, WarehouseError> {
+    let names = lake.tables(layer);
+    for name in &names {
+        let table = lake.open(layer, name).await?;
+        register(ctx, layer.name(), name, &table).await?;
+    }
+    Ok(names.len())
+}
+
+/// Who is asking, which decides what they see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// Gold models only, with PII masked.
+    Analyst,
+    /// Everything, bronze and silver included.
+    Admin,
+}
+
+/// Why a query did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("the warehouse is read-only: {0}")]
+    ReadOnly(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the query ran longer than {0:?} and was cancelled")]
+    Timeout(Duration),
+    #[error("the query failed: {0}")]
+    Failed(String),
+}
+
+/// A query's answer.
+#[derive(Debug, Clone)]
+pub struct QueryResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl QueryResult {
+    pub fn rows(&self) -> usize {
+        self.batches.iter().map(|b| b.num_rows()).sum()
+    }
+}
+
+/// A data set registered from outside the lake (`shopstream warehouse attach`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub name: String,
+    pub path: String,
+    /// parquet, csv or delta.
+    pub format: String,
+}
+
+const ATTACHED_FILE: &str = "attached.json";
+
+/// The SQL front of the warehouse.
+pub struct SqlEngine {
+    lake: Lake,
+    analyst: SessionContext,
+    admin: SessionContext,
+    timeout: Duration,
+    audit: Mutex<std::fs::File>,
+}
+
+impl SqlEngine {
+    /// Opens the lake's tables for querying.
+    pub async fn open(lake: Lake, cfg: &WarehouseConfig) -> Result<Arc<SqlEngine>, WarehouseError> {
+        std::fs::create_dir_all(lake.root())?;
+        let audit = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(lake.root().join("audit.jsonl"))?;
+        let engine = SqlEngine {
+            analyst: context(cfg)?,
+            admin: context(cfg)?,
+            timeout: Duration::from_secs(cfg.query_timeout_secs.max(1)),
+            audit: Mutex::new(audit),
+            lake,
+        };
+        engine.refresh().await?;
+        Ok(Arc::new(engine))
+    }
+
+    pub fn context(&self, access: Access) -> &SessionContext {
+        match access {
+            Access::Analyst => &self.analyst,
+            Access::Admin => &self.admin,
+        }
+    }
+
+    /// Registers tables that appeared since the last refresh (new models, attachments).
+    pub async fn refresh(&self) -> Result<(), WarehouseError> {
+        for layer in Layer::ALL {
+            for name in self.lake.tables(layer) {
+                let registered = |ctx: &SessionContext| {
+                    ctx.catalog(CATALOG)
+                        .and_then(|c| c.schema(layer.name()))
+                        .is_some_and(|s| s.table_exist(&name))
+                };
+                let for_analyst = layer == Layer::Gold;
+                if registered(&self.admin) && (!for_analyst || registered(&self.analyst)) {
+                    continue;
+                }
+                let table = self.lake.open(layer, &name).await?;
+                register(&self.admin, layer.name(), &name, &table).await?;
+                if for_analyst {
+                    register(&self.analyst, layer.name(), &name, &table).await?;
+                }
+            }
+        }
+        for a in self.attachments() {
+            for ctx in [&self.analyst, &self.admin] {
+                let exists = ctx
+                    .catalog(CATALOG)
+                    .and_then(|c| c.schema("ext"))
+                    .is_some_and(|s| s.table_exist(&a.name));
+                if !exists {
+                    attach_to(ctx, &a).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The attachments on record.
+    pub fn attachments(&self) -> Vec<Attachment> {
+        read_attachments(&self.lake)
+    }
+
+    /// Runs one read-only statement.
+    pub async fn query(
+        &self,
+        sql: &str,
+        who: &str,
+        access: Access,
+    ) -> Result<QueryResult, QueryError> {
+        let started = Instant::now();
+        let result = self.run(sql, access).await;
+        let (outcome, rows) = match &result {
+            Ok(r) => ("ok".to_owned(), r.rows()),
+            Err(e) => (e.to_string(), 0),
+        };
+        self.audit(who, access, sql, &outcome, rows, started.elapsed());
+        result
+    }
+
+    async fn run(&self, sql: &str, access: Access) -> Result<QueryResult, QueryError> {
+        if let Err(e) = self.refresh().await {
+            tracing::warn!(error = %e, "warehouse: refreshing the catalog failed");
+        }
+        let ctx = self.context(access);
+        let plan = ctx
+            .state()
+            .create_logical_plan(sql)
+            .await
+            .map_err(|e| QueryError::Invalid(e.strip_backtrace()))?;
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .map_err(|e| QueryError::ReadOnly(e.strip_backtrace()))?;
+        let df = ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(|e| QueryError::Invalid(e.strip_backtrace()))?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let batches = tokio::time::timeout(self.timeout, df.collect())
+            .await
+            .map_err(|_| QueryError::Timeout(self.timeout))?
+            .map_err(|e| QueryError::Failed(e.strip_backtrace()))?;
+        Ok(QueryResult { schema, batches })
+    }
+
+    /// Appends one line to `<dir>/audit.jsonl` (and the log).
+    pub fn audit(
+        &self,
+        who: &str,
+        access: Access,
+        sql: &str,
+        outcome: &str,
+        rows: usize,
+        took: Duration,
+    ) {
+        let line = serde_json::json!({
+            "at": chrono::Utc::now(),
+            "who": who,
+            "access": access,
+            "sql": sql,
+            "outcome": outcome,
+            "rows": rows,
+            "ms": took.as_secs_f64() * 1e3,
+        });
+        tracing::debug!(who, ?access, rows, outcome, "warehouse query");
+        if let Ok(mut f) = self.audit.lock() {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+}
+
+fn context(cfg: &WarehouseConfig) -> Result<SessionContext, WarehouseError> {
+    let config = SessionConfig::new()
+        .with_information_schema(true)
+        .with_default_catalog_and_schema(CATALOG, Layer::Gold.name())
+        .with_create_default_catalog_and_schema(true);
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(cfg.query_memory_mb.max(64) << 20, 1.0)
+        .build_arc()?;
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .build();
+    Ok(SessionContext::new_with_state(state))
+}
+
+fn read_attachments(lake: &Lake) -> Vec<Attachment> {
+    std::fs::read(lake.root().join(ATTACHED_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+async fn attach_to(ctx: &SessionContext, a: &Attachment) -> Result<(), WarehouseError> {
+    let table = format!("{CATALOG}.ext.{}", a.name);
+    let catalog = ctx
+        .catalog(CATALOG)
+        .ok_or_else(|| DataFusionError::Plan("no catalog".into()))?;
+    if catalog.schema("ext").is_none() {
+        catalog.register_schema("ext", Arc::new(MemorySchemaProvider::new()))?;
+    }
+    match a.format.as_str() {
+        "parquet" => {
+            ctx.register_parquet(&table, &a.path, Default::default())
+                .await?
+        }
+        "csv" => {
+            ctx.register_csv(&table, &a.path, Default::default())
+                .await?
+        }
+        "delta" => {
+            let url = deltalake::ensure_table_uri(&a.path)?;
+            let t = deltalake::open_table(url).await?;
+            t.update_datafusion_session(&ctx.state())?;
+            let provider = Arc::new(LiveTable::new(t).await?);
+            catalog
+                .schema("ext")
+                .expect("registered above")
+                .register_table(a.name.clone(), provider)?;
+        }
+        other => {
+            return Err(WarehouseError::Busy(format!(
+                "unknown format {other}: use parquet, csv or delta"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Registers an outside data set as `ext.<name>` for every engine that opens the lake later
+/// (and checks now that it can be read).
+pub async fn attach(lake: &Lake, a: Attachment) -> Result<SchemaRef, WarehouseError> {
+    if a.name.is_empty()
+        || !a
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(WarehouseError::Busy(format!(
+            "bad name {:?}: use letters, digits and _",
+            a.name
+        )));
+    }
+    let ctx = context(&WarehouseConfig::default())?;
+    attach_to(&ctx, &a).await?;
+    let schema = ctx
+        .table_provider(format!("{CATALOG}.ext.{}", a.name).as_str())
+        .await?
+        .schema();
+    std::fs::create_dir_all(lake.root())?;
+    let mut all = read_attachments(lake);
+    all.retain(|x| x.name != a.name);
+    all.push(a);
+    std::fs::write(
+        lake.root().join(ATTACHED_FILE),
+        serde_json::to_vec_pretty(&all).unwrap_or_default(),
+    )?;
+    Ok(schema)
+}
