@@ -153,6 +153,19 @@ impl Pending {
         }
     }
 
+    fn push(&mut self, env: &events::Envelope, partition: i32, offset: i64, payload: &str) {
+        self.event_id.append_value(env.id.to_string());
+        self.event_type.append_value(env.event_type());
+        self.source.append_value(&env.source);
+        self.subject.append_option(env.subject.as_deref());
+        self.event_time.append_value(env.time.timestamp_micros());
+        self.event_date.append_value(date32(env.time));
+        self.partition.append_value(partition);
+        self.offset.append_value(offset);
+        self.payload.append_value(payload);
+        self.rows += 1;
+    }
+
     fn is_empty(&self) -> bool {
         self.last.is_empty()
     }
@@ -280,21 +293,12 @@ pub async fn run_loader(
                 };
                 match decode_message(&msg) {
                     Ok(env) => {
-                        rows.event_id.append_value(env.id.to_string());
-                        rows.event_type.append_value(env.event_type());
-                        rows.source.append_value(&env.source);
-                        rows.subject.append_option(env.subject.as_deref());
-                        rows.event_time.append_value(env.time.timestamp_micros());
-                        rows.event_date.append_value(date32(env.time));
-                        rows.partition.append_value(partition);
-                        rows.offset.append_value(offset);
                         // The payload as it arrived (valid UTF-8 JSON: it just decoded).
                         let text = msg
                             .payload()
                             .and_then(|p| std::str::from_utf8(p).ok())
                             .unwrap_or_default();
-                        rows.payload.append_value(text);
-                        rows.rows += 1;
+                        rows.push(&env, partition, offset, text);
                         buffered += 1;
                     }
                     Err(e) => {
@@ -323,7 +327,7 @@ pub async fn run_loader(
 
         let due = first_at.is_some_and(|t| t.elapsed() >= opts.max_wait);
         if buffered >= opts.batch_rows || due {
-            flush(&mut tables, &mut pending, &mut report).await?;
+            flush(&mut tables, &mut pending, &mut report, true).await?;
             buffered = 0;
             first_at = None;
             last_commit = Instant::now();
@@ -337,7 +341,7 @@ pub async fn run_loader(
         }
     }
     if buffered > 0 || pending.values().any(|p| !p.is_empty()) {
-        flush(&mut tables, &mut pending, &mut report).await?;
+        flush(&mut tables, &mut pending, &mut report, true).await?;
         last_commit = Instant::now();
     }
     report.active = first_record
@@ -347,11 +351,41 @@ pub async fn run_loader(
     Ok(report)
 }
 
+/// Appends envelopes to their families' bronze tables without Kafka (fixtures, imports):
+/// `kafka_partition` is -1 and `kafka_offset` their index, and no offsets are recorded.
+pub async fn append(lake: &Lake, envelopes: &[events::Envelope]) -> Result<u64, WarehouseError> {
+    let mut tables = HashMap::new();
+    let mut pending: HashMap<String, Pending> = HashMap::new();
+    for (i, env) in envelopes.iter().enumerate() {
+        let name = table_name(env.topic());
+        if !tables.contains_key(&name) {
+            let t = lake
+                .open_or_create(Layer::Bronze, &name, &schema(), &[DATE_COLUMN])
+                .await?;
+            tables.insert(name.clone(), t);
+        }
+        let rows = pending
+            .entry(name.clone())
+            .or_insert_with(|| Pending::new(name.clone()));
+        let payload = String::from_utf8(env.payload()).unwrap_or_default();
+        rows.push(env, -1, i as i64, &payload);
+    }
+    let mut report = LoadReport::default();
+    for rows in pending.values_mut() {
+        // No Kafka partition: nothing to record as an offset.
+        rows.last.clear();
+        rows.last.insert(-1, 0);
+    }
+    flush(&mut tables, &mut pending, &mut report, false).await?;
+    Ok(report.rows)
+}
+
 /// Commits every family with buffered rows: rows and offsets in one Delta transaction.
 async fn flush(
     tables: &mut HashMap<String, DeltaTable>,
     pending: &mut HashMap<String, Pending>,
     report: &mut LoadReport,
+    offsets: bool,
 ) -> Result<(), WarehouseError> {
     for (topic, rows) in pending.iter_mut() {
         if rows.is_empty() {
@@ -359,6 +393,7 @@ async fn flush(
         }
         let n = rows.rows as u64;
         let (batch, txns) = rows.take()?;
+        let txns = if offsets { txns } else { Vec::new() };
         let table = tables
             .get(topic)
             .cloned()

@@ -1,1 +1,359 @@
+//! The gold models on a fixed fixture, checked by `.slt` (sqllogictest) files under
+//! `tests/slt/`: a handful of customers, products, orders (one delivered twice, one cancelled,
+//! one arriving late for an earlier day) and clickstream, landed in bronze without Kafka,
+//! built into silver and gold, queried through the analysts' SQL engine.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use datafusion::arrow::util::display::array_value_to_string;
+use events::{Envelope, Event};
+use serde_json::{Value, json};
+use uuid::Uuid;
+use warehouse::sql::{Access, SqlEngine};
+use warehouse::{Lake, WarehouseConfig, bronze, models};
+
+fn id(n: u128) -> Uuid {
+    Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 | n)
+}
+
+fn at(day: u32, hour: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, day, hour, 0, 0)
+        .single()
+        .unwrap()
+}
+
+fn eur(minor: i64) -> Value {
+    json!({"amount_minor": minor, "currency": "EUR"})
+}
+
+/// One envelope; `n` makes the event id (the same `n` is the same event, delivered again).
+fn ev(n: u128, time: DateTime<Utc>, event_type: &str, payload: Value) -> Envelope {
+    let event = Event::from_json(event_type, payload.to_string().as_bytes())
+        .unwrap_or_else(|e| panic!("{event_type}: {e}"));
+    Envelope {
+        id: Uuid::from_u128(0x0199_0000_0000_7000_8000_0000_0000_0000 | n),
+        source: "/test/fixture".into(),
+        time,
+        subject: Some(event.key()),
+        traceparent: None,
+        event,
+    }
+}
+
+fn order(
+    n: u128,
+    order: u128,
+    customer: u128,
+    time: DateTime<Utc>,
+    lines: &[(u128, u32, i64)],
+    shipping: i64,
+) -> Envelope {
+    let subtotal: i64 = lines.iter().map(|l| l.1 as i64 * l.2).sum();
+    ev(
+        n,
+        time,
+        "order.placed.v1",
+        json!({
+            "order_id": id(order), "customer_id": id(customer),
+            "lines": lines.iter().map(|(p, q, price)| json!({
+                "product_id": id(*p), "sku": format!("SKU-{p:03}"), "quantity": q, "unit_price": eur(*price)
+            })).collect::<Vec<_>>(),
+            "subtotal": eur(subtotal), "discount": eur(0), "shipping": eur(shipping), "tax": eur(0),
+            "total": eur(subtotal + shipping), "coupon": null,
+            "card": {"fingerprint": "fp_1", "bin": "424242", "last4": "4242", "country": "DE"},
+            "billing_country": "DE", "shipping_country": "DE", "ip": "203.0.113.7", "device_id": "dev-1"
+        }),
+    )
+}
+
+fn confirmed(n: u128, order: u128, customer: u128, time: DateTime<Utc>, total: i64) -> Envelope {
+    ev(
+        n,
+        time,
+        "order.confirmed.v1",
+        json!({
+            "order_id": id(order), "customer_id": id(customer), "payment_id": id(900 + order),
+            "shipment_id": id(950 + order), "total": eur(total)
+        }),
+    )
+}
+
+/// The fixture: customers 1 (alice) and 2 (bob); products 101 (books, vendor 201, 10.00 then
+/// 12.00 from day 2) and 102 (toys, vendor 202, 25.00); orders 301 (alice, day 1, 2 × 101 +
+/// 5.00 shipping, confirmed, its placed event delivered twice), 302 (bob, day 1, 102, cancelled),
+/// 303 (alice, day 2, 101 at the new price, confirmed), 304 (bob, day 3, 101 + 102, confirmed;
+/// loaded in a second batch: a late arrival).
+fn fixture() -> (Vec<Envelope>, Vec<Envelope>) {
+    let first = vec![
+        ev(
+            1,
+            at(1, 8),
+            "user.registered.v1",
+            json!({"user_id": id(1), "email": "alice@example.com", "display_name": "Alice", "country": "DE", "role": "customer", "registered_at": "2026-10-15T00:00:00Z"}),
+        ),
+        ev(
+            2,
+            at(1, 8),
+            "user.registered.v1",
+            json!({"user_id": id(2), "email": "bob@example.org", "display_name": "Bob", "country": "FR", "role": "customer", "registered_at": "2026-11-01T08:00:00Z"}),
+        ),
+        ev(
+            3,
+            at(1, 7),
+            "product.created.v1",
+            json!({"product_id": id(101), "sku": "SKU-101", "vendor_id": id(201), "category": "books", "title": "A book", "price": eur(1000), "weight_grams": 300, "attributes": [], "status": "active"}),
+        ),
+        ev(
+            4,
+            at(1, 7),
+            "product.created.v1",
+            json!({"product_id": id(102), "sku": "SKU-102", "vendor_id": id(202), "category": "toys", "title": "A toy", "price": eur(2500), "weight_grams": 500, "attributes": [], "status": "active"}),
+        ),
+        ev(
+            5,
+            at(2, 0),
+            "price.changed.v1",
+            json!({"product_id": id(101), "sku": "SKU-101", "old_price": eur(1000), "new_price": eur(1200), "reason": "seasonal"}),
+        ),
+        ev(
+            10,
+            at(1, 9),
+            "product.viewed.v1",
+            json!({"session_id": id(501), "user_id": id(1), "product_id": id(101), "device_id": "dev-1", "referrer": null}),
+        ),
+        ev(
+            11,
+            at(1, 9),
+            "product.viewed.v1",
+            json!({"session_id": id(502), "user_id": id(2), "product_id": id(102), "device_id": "dev-2", "referrer": null}),
+        ),
+        ev(
+            12,
+            at(1, 9),
+            "product.viewed.v1",
+            json!({"session_id": id(503), "user_id": null, "product_id": id(102), "device_id": "dev-3", "referrer": "search"}),
+        ),
+        ev(
+            13,
+            at(1, 9),
+            "cart.item_added.v1",
+            json!({"cart_id": id(601), "session_id": id(501), "user_id": id(1), "product_id": id(101), "sku": "SKU-101", "quantity": 2, "unit_price": eur(1000)}),
+        ),
+        ev(
+            14,
+            at(1, 9),
+            "cart.item_added.v1",
+            json!({"cart_id": id(602), "session_id": id(502), "user_id": id(2), "product_id": id(102), "sku": "SKU-102", "quantity": 1, "unit_price": eur(2500)}),
+        ),
+        ev(
+            15,
+            at(1, 10),
+            "checkout.started.v1",
+            json!({"checkout_id": id(701), "cart_id": id(601), "session_id": id(501), "user_id": id(1), "item_count": 1, "total": eur(2500)}),
+        ),
+        order(20, 301, 1, at(1, 10), &[(101, 2, 1000)], 500),
+        order(20, 301, 1, at(1, 10), &[(101, 2, 1000)], 500), // delivered twice
+        ev(
+            21,
+            at(1, 10),
+            "payment.authorized.v1",
+            json!({"payment_id": id(1201), "order_id": id(301), "customer_id": id(1), "amount": eur(2500), "gateway": "simulator", "card_fingerprint": "fp_1", "auth_code": "A1"}),
+        ),
+        confirmed(22, 301, 1, at(1, 10), 2500),
+        order(30, 302, 2, at(1, 11), &[(102, 1, 2500)], 0),
+        ev(
+            31,
+            at(1, 11),
+            "payment.failed.v1",
+            json!({"payment_id": id(1202), "order_id": id(302), "customer_id": id(2), "amount": eur(2500), "gateway": "simulator", "card_fingerprint": "fp_2", "reason": "insufficient_funds"}),
+        ),
+        ev(
+            32,
+            at(1, 11),
+            "order.cancelled.v1",
+            json!({"order_id": id(302), "customer_id": id(2), "reason": "payment_declined", "detail": null}),
+        ),
+        order(40, 303, 1, at(2, 12), &[(101, 1, 1200)], 0),
+        confirmed(41, 303, 1, at(2, 12), 1200),
+    ];
+    let late = vec![
+        order(50, 304, 2, at(3, 9), &[(101, 1, 1200), (102, 2, 2500)], 0),
+        confirmed(51, 304, 2, at(3, 9), 6200),
+        // The second delivery of order 303's confirmation, in a later batch.
+        confirmed(41, 303, 1, at(2, 12), 1200),
+    ];
+    (first, late)
+}
+
+/// Runs one `.slt` file: `statement ok`, `statement error <text>` (the error must contain the
+/// text), and `query <types> [rowsort]` with the expected rows after `----`, values separated
+/// by single spaces (NULL for nulls). `-- as admin` / `-- as analyst` switch the access.
+async fn run_slt(engine: &SqlEngine, path: &std::path::Path) -> Result<usize, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let mut access = Access::Analyst;
+    let mut checked = 0;
+    let records = text.split("\n\n").map(str::trim).filter(|r| !r.is_empty());
+    for record in records {
+        let lines: Vec<&str> = record.lines().filter(|l| !l.starts_with('#')).collect();
+        let Some((head, body)) = lines.split_first() else {
+            continue;
+        };
+        let (sql_lines, expected) = match body.iter().position(|l| *l == "----") {
+            Some(i) => (&body[..i], Some(&body[i + 1..])),
+            None => (body, None),
+        };
+        let sql = sql_lines.join("\n");
+        let at = format!("{}: {head}\n{sql}", path.display());
+        if let Some(role) = sql.trim().strip_prefix("-- as ") {
+            access = if role.trim() == "admin" {
+                Access::Admin
+            } else {
+                Access::Analyst
+            };
+            continue;
+        }
+        let result = engine.query(&sql, "slt", access).await;
+        let words: Vec<&str> = head.split_whitespace().collect();
+        match words.as_slice() {
+            ["statement", "ok"] => {
+                result.map_err(|e| format!("{at}\nfailed: {e}"))?;
+            }
+            ["statement", "error", want @ ..] => {
+                let want = want.join(" ").to_lowercase();
+                match result {
+                    Ok(_) => {
+                        return Err(format!("{at}\nsucceeded, expected an error with {want:?}"));
+                    }
+                    Err(e) if e.to_string().to_lowercase().contains(&want) => {}
+                    Err(e) => return Err(format!("{at}\nfailed with {e}, expected {want:?}")),
+                }
+            }
+            ["query", _types, rest @ ..] => {
+                let r = result.map_err(|e| format!("{at}\nfailed: {e}"))?;
+                let mut got: Vec<String> = Vec::new();
+                for b in &r.batches {
+                    for i in 0..b.num_rows() {
+                        let row: Vec<String> = b
+                            .columns()
+                            .iter()
+                            .map(|c| {
+                                if c.is_null(i) {
+                                    "NULL".to_owned()
+                                } else {
+                                    array_value_to_string(c, i).unwrap_or_else(|e| e.to_string())
+                                }
+                            })
+                            .collect();
+                        got.push(row.join(" "));
+                    }
+                }
+                let mut want: Vec<String> = expected
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                    .collect();
+                if rest.contains(&"rowsort") {
+                    got.sort();
+                    want.sort();
+                }
+                if got != want {
+                    return Err(format!(
+                        "{at}\nexpected:\n{}\ngot:\n{}",
+                        want.join("\n"),
+                        got.join("\n")
+                    ));
+                }
+            }
+            other => return Err(format!("{at}\nunknown record {other:?}")),
+        }
+        checked += 1;
+    }
+    Ok(checked)
+}
+
+async fn built_lake() -> (Lake, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("warehouse-slt-{}", Uuid::now_v7().simple()));
+    let lake = Lake::new(&dir);
+    let (first, late) = fixture();
+    bronze::append(&lake, &first).await.unwrap();
+    models::build(&lake, false).await.unwrap();
+    bronze::append(&lake, &late).await.unwrap();
+    let report = models::build(&lake, false).await.unwrap();
+    // Only the dates the late batch touched are re-derived.
+    let orders = report
+        .silver_dates
+        .iter()
+        .find(|(f, _)| f == "orders")
+        .unwrap();
+    assert_eq!(orders.1, 2, "{report:?}");
+    (lake, dir)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gold_models_on_the_fixture() {
+    let (lake, dir) = built_lake().await;
+    let engine = SqlEngine::open(lake, &WarehouseConfig::default())
+        .await
+        .unwrap();
+    let files: Vec<PathBuf> = {
+        let mut v: Vec<PathBuf> =
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/slt"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "slt"))
+                .collect();
+        v.sort();
+        v
+    };
+    assert!(files.len() >= 3, "{files:?}");
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for file in files {
+        match run_slt(&engine, &file).await {
+            Ok(n) => checked += n,
+            Err(e) => failures.push(e),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(checked >= 20, "{checked} records checked");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebuild_changes_nothing() {
+    let (lake, dir) = built_lake().await;
+    let engine = SqlEngine::open(lake.clone(), &WarehouseConfig::default())
+        .await
+        .unwrap();
+    let snapshot = |e: Arc<SqlEngine>| async move {
+        let mut out = Vec::new();
+        for m in models::GOLD {
+            let r = e
+                .query(
+                    &format!("SELECT * FROM {} ORDER BY 1, 2, 3", m.name),
+                    "t",
+                    Access::Analyst,
+                )
+                .await
+                .unwrap();
+            let text = datafusion::arrow::util::pretty::pretty_format_batches(&r.batches)
+                .unwrap()
+                .to_string();
+            out.push((m.name, text));
+        }
+        out
+    };
+    let before = snapshot(engine.clone()).await;
+    let again = models::build(&lake, false).await.unwrap();
+    assert!(again.silver_dates.iter().all(|(_, n)| *n == 0), "{again:?}");
+    assert_eq!(
+        snapshot(engine.clone()).await,
+        before,
+        "an incremental build with nothing new"
+    );
+    models::build(&lake, true).await.unwrap();
+    assert_eq!(snapshot(engine).await, before, "a full rebuild");
+    let _ = std::fs::remove_dir_all(dir);
+}
