@@ -327,7 +327,7 @@ pub async fn run_loader(
 
         let due = first_at.is_some_and(|t| t.elapsed() >= opts.max_wait);
         if buffered >= opts.batch_rows || due {
-            flush(&mut tables, &mut pending, &mut report, true).await?;
+            flush(&mut tables, &mut pending, &mut report).await?;
             buffered = 0;
             first_at = None;
             last_commit = Instant::now();
@@ -341,7 +341,7 @@ pub async fn run_loader(
         }
     }
     if buffered > 0 || pending.values().any(|p| !p.is_empty()) {
-        flush(&mut tables, &mut pending, &mut report, true).await?;
+        flush(&mut tables, &mut pending, &mut report).await?;
         last_commit = Instant::now();
     }
     report.active = first_record
@@ -352,31 +352,36 @@ pub async fn run_loader(
 }
 
 /// Appends envelopes to their families' bronze tables without Kafka (fixtures, imports):
-/// `kafka_partition` is -1 and `kafka_offset` their index, and no offsets are recorded.
+/// `kafka_partition` is -1 and `kafka_offset` counts on from the last append (recorded like
+/// the loader's offsets, as `shopstream-loader/<table>/-1`).
 pub async fn append(lake: &Lake, envelopes: &[events::Envelope]) -> Result<u64, WarehouseError> {
     let mut tables = HashMap::new();
     let mut pending: HashMap<String, Pending> = HashMap::new();
-    for (i, env) in envelopes.iter().enumerate() {
+    let mut next: HashMap<String, i64> = HashMap::new();
+    for env in envelopes {
         let name = table_name(env.topic());
         if !tables.contains_key(&name) {
             let t = lake
                 .open_or_create(Layer::Bronze, &name, &schema(), &[DATE_COLUMN])
                 .await?;
+            let done = t
+                .snapshot()?
+                .transaction_version(t.log_store().as_ref(), app_id(&name, -1))
+                .await?;
+            next.insert(name.clone(), done.map(|o| o + 1).unwrap_or(0));
             tables.insert(name.clone(), t);
         }
+        let offset = next.get_mut(&name).expect("set above");
         let rows = pending
             .entry(name.clone())
             .or_insert_with(|| Pending::new(name.clone()));
         let payload = String::from_utf8(env.payload()).unwrap_or_default();
-        rows.push(env, -1, i as i64, &payload);
+        rows.push(env, -1, *offset, &payload);
+        rows.last.insert(-1, *offset);
+        *offset += 1;
     }
     let mut report = LoadReport::default();
-    for rows in pending.values_mut() {
-        // No Kafka partition: nothing to record as an offset.
-        rows.last.clear();
-        rows.last.insert(-1, 0);
-    }
-    flush(&mut tables, &mut pending, &mut report, false).await?;
+    flush(&mut tables, &mut pending, &mut report).await?;
     Ok(report.rows)
 }
 
@@ -385,7 +390,6 @@ async fn flush(
     tables: &mut HashMap<String, DeltaTable>,
     pending: &mut HashMap<String, Pending>,
     report: &mut LoadReport,
-    offsets: bool,
 ) -> Result<(), WarehouseError> {
     for (topic, rows) in pending.iter_mut() {
         if rows.is_empty() {
@@ -393,7 +397,6 @@ async fn flush(
         }
         let n = rows.rows as u64;
         let (batch, txns) = rows.take()?;
-        let txns = if offsets { txns } else { Vec::new() };
         let table = tables
             .get(topic)
             .cloned()

@@ -12,6 +12,7 @@ pub mod lake;
 pub mod models;
 pub mod pgwire;
 pub mod sql;
+pub mod tiers;
 
 use std::path::PathBuf;
 

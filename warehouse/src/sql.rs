@@ -4,6 +4,7 @@
 
 use std::fs::OpenOptions;
 use std::io::Write as _;
+use std::ops::Not as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,10 +13,11 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{MemorySchemaProvider, Session, TableProvider};
 use datafusion::datasource::TableType;
+use datafusion::datasource::provider_as_source;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder, TableProviderFilterPushDown, col};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use deltalake::DeltaTable;
@@ -27,11 +29,15 @@ use crate::{WarehouseConfig, WarehouseError};
 /// The catalog analysts see; `gold` is its default schema.
 pub const CATALOG: &str = "shopstream";
 
-/// A Delta table that scans its latest committed version (so SQL sees new loads at once).
+/// A Delta table that scans its latest committed version (so SQL sees new loads at once),
+/// together with its cold tier when it has one (see [`crate::tiers`]): warm rows not yet in
+/// cold, plus the cold rows.
 #[derive(Debug)]
 pub struct LiveTable {
     table: tokio::sync::Mutex<DeltaTable>,
     schema: SchemaRef,
+    cold_path: Option<std::path::PathBuf>,
+    cold: tokio::sync::Mutex<Option<DeltaTable>>,
 }
 
 impl LiveTable {
@@ -40,7 +46,34 @@ impl LiveTable {
         Ok(LiveTable {
             table: tokio::sync::Mutex::new(table),
             schema,
+            cold_path: None,
+            cold: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// Spans the cold table at `path` too, once it exists.
+    pub fn with_cold(mut self, path: std::path::PathBuf) -> Self {
+        self.cold_path = Some(path);
+        self
+    }
+
+    async fn cold_table(&self) -> DfResult<Option<DeltaTable>> {
+        let Some(path) = &self.cold_path else {
+            return Ok(None);
+        };
+        if !path.join("_delta_log").is_dir() {
+            return Ok(None);
+        }
+        let ext = |e: deltalake::DeltaTableError| DataFusionError::External(Box::new(e));
+        let mut guard = self.cold.lock().await;
+        match guard.as_mut() {
+            Some(t) => t.update_incremental(None).await.map_err(ext)?,
+            None => {
+                let url = deltalake::ensure_table_uri(path.to_string_lossy()).map_err(ext)?;
+                *guard = Some(deltalake::open_table(url).await.map_err(ext)?);
+            }
+        }
+        Ok(guard.clone())
     }
 }
 
@@ -74,7 +107,35 @@ impl TableProvider for LiveTable {
                 "the table's schema changed since it was registered; run the query again".into(),
             ));
         }
-        provider.scan(state, projection, filters, limit).await
+        let Some(cold) = self.cold_table().await? else {
+            return provider.scan(state, projection, filters, limit).await;
+        };
+        let boundary = crate::tiers::Boundary::of(&cold)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        if boundary.cutoff.is_none() {
+            return provider.scan(state, projection, filters, limit).await;
+        }
+        cold.update_datafusion_session(state)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let cold_provider = cold.table_provider().await?;
+        // Filters and limit are applied above this scan (they are inexact here).
+        let columns: Vec<Expr> = match projection {
+            Some(p) => p
+                .iter()
+                .map(|i| col(self.schema.field(*i).name()))
+                .collect(),
+            None => self.schema.fields().iter().map(|f| col(f.name())).collect(),
+        };
+        let warm_plan = LogicalPlanBuilder::scan("warm", provider_as_source(provider), None)?
+            .filter(boundary.in_cold().not())?
+            .project(columns.clone())?
+            .build()?;
+        let plan = LogicalPlanBuilder::scan("cold", provider_as_source(cold_provider), None)?
+            .project(columns)?
+            .union(warm_plan)?
+            .build()?;
+        state.create_physical_plan(&plan).await
     }
 
     fn supports_filters_pushdown(
@@ -92,6 +153,17 @@ pub async fn register(
     schema: &str,
     name: &str,
     table: &DeltaTable,
+) -> Result<(), WarehouseError> {
+    register_tiered(ctx, schema, name, table, None).await
+}
+
+/// [`register`], spanning the cold table at `cold` too (bronze tables).
+pub async fn register_tiered(
+    ctx: &SessionContext,
+    schema: &str,
+    name: &str,
+    table: &DeltaTable,
+    cold: Option<std::path::PathBuf>,
 ) -> Result<(), WarehouseError> {
     let catalog_name = ctx
         .state()
@@ -112,10 +184,11 @@ pub async fn register(
         }
     };
     table.update_datafusion_session(&ctx.state())?;
-    provider.register_table(
-        name.to_owned(),
-        Arc::new(LiveTable::new(table.clone()).await?),
-    )?;
+    let mut live = LiveTable::new(table.clone()).await?;
+    if let Some(cold) = cold {
+        live = live.with_cold(cold);
+    }
+    provider.register_table(name.to_owned(), Arc::new(live))?;
     Ok(())
 }
 
@@ -128,7 +201,8 @@ pub async fn register_layer(
     let names = lake.tables(layer);
     for name in &names {
         let table = lake.open(layer, name).await?;
-        register(ctx, layer.name(), name, &table).await?;
+        let cold = (layer == Layer::Bronze).then(|| lake.path(Layer::Cold, name));
+        register_tiered(ctx, layer.name(), name, &table, cold).await?;
     }
     Ok(names.len())
 }
@@ -229,7 +303,8 @@ impl SqlEngine {
                     continue;
                 }
                 let table = self.lake.open(layer, &name).await?;
-                register(&self.admin, layer.name(), &name, &table).await?;
+                let cold = (layer == Layer::Bronze).then(|| self.lake.path(Layer::Cold, &name));
+                register_tiered(&self.admin, layer.name(), &name, &table, cold).await?;
                 if for_analyst {
                     register(&self.analyst, layer.name(), &name, &table).await?;
                 }

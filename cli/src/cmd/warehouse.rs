@@ -58,6 +58,18 @@ pub enum WarehouseCommand {
         #[arg(long, default_value = "parquet", value_parser = ["parquet", "csv", "delta"])]
         format: String,
     },
+    /// Move bronze partitions older than --cold-after-days to the cold tier (compacted zstd
+    /// files clustered by subject), drop cold partitions past --retention-days, vacuum.
+    Tier {
+        #[arg(long, default_value_t = 7)]
+        cold_after_days: u32,
+        /// Keep cold partitions this many days (default: forever).
+        #[arg(long)]
+        retention_days: Option<u32>,
+        /// Vacuum files unreferenced for this many hours (Delta's default: 168).
+        #[arg(long, default_value_t = 168)]
+        vacuum_hours: i64,
+    },
     /// List the tables of every layer, and the gold models with what they hold.
     Tables,
 }
@@ -173,6 +185,29 @@ pub async fn run(cfg: &Config, cmd: WarehouseCommand) -> anyhow::Result<ExitCode
             for f in schema.fields() {
                 println!("  {} {}", f.name(), f.data_type());
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        WarehouseCommand::Tier {
+            cold_after_days,
+            retention_days,
+            vacuum_hours,
+        } => {
+            let opts = warehouse::tiers::TierOptions {
+                cold_after_days,
+                retention_days,
+                vacuum_hours,
+                ..Default::default()
+            };
+            let report = warehouse::tiers::tier(&lake, &opts)
+                .await
+                .context("tiering")?;
+            for (table, rows) in &report.moved {
+                println!("cold    {table:<14} {rows} rows moved");
+            }
+            println!(
+                "{} cold rows past the retention dropped, {} files vacuumed",
+                report.expired, report.vacuumed
+            );
             Ok(ExitCode::SUCCESS)
         }
         WarehouseCommand::Tables => {

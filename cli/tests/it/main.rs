@@ -715,6 +715,133 @@ async fn simulated_shoppers_over_http_leave_labelled_orders_in_the_services_and_
         }
     }
 
+    // SQL over HTTP: admins reach bronze, analysts the gold models (JSON, CSV, Arrow IPC),
+    // customers nothing; writes and bad SQL are clear problems.
+    let out = shopstream(&["warehouse", "build"], &env);
+    assert!(out.status.success(), "{}", text(&out));
+    let base = format!("http://{addr}/v1");
+    let client = reqwest::Client::new();
+    let token = |email: String, role: Option<&'static str>| {
+        let (client, base, env) = (client.clone(), base.clone(), env);
+        async move {
+            let body = serde_json::json!({"email": email, "password": "correct horse battery",
+                "display_name": "SQL", "country": "DE"});
+            let r = client
+                .post(format!("{base}/auth/register"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+            if let Some(role) = role {
+                let out = shopstream(&["grant", &email, role], &env);
+                assert!(out.status.success(), "{}", text(&out));
+            }
+            let body = serde_json::json!({"email": email, "password": "correct horse battery"});
+            let r: serde_json::Value = client
+                .post(format!("{base}/auth/login"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            r["access_token"].as_str().unwrap().to_owned()
+        }
+    };
+    let tag = prefix.trim_end_matches('.');
+    let analyst = token(format!("analyst-{tag}@example.com"), Some("analyst")).await;
+    let admin = token(format!("admin-{tag}@example.com"), Some("admin")).await;
+    let customer = token(format!("customer-{tag}@example.com"), None).await;
+    let sql = |tok: &str, body: serde_json::Value| {
+        client
+            .post(format!("{base}/sql"))
+            .bearer_auth(tok)
+            .json(&body)
+            .send()
+    };
+    let r = sql(
+        &analyst,
+        serde_json::json!({"sql": "SELECT sum(orders) AS n FROM daily_revenue"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(v["rows"][0]["n"].as_i64().is_some_and(|n| n > 0), "{v}");
+    assert_eq!(v["columns"][0]["name"], "n");
+    let r = sql(
+        &analyst,
+        serde_json::json!({"sql": "SELECT 1 AS a, 'x' AS b", "format": "csv"}),
+    )
+    .await
+    .unwrap();
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    assert_eq!(r.text().await.unwrap(), "a,b\n1,x\n");
+    let r = sql(
+        &analyst,
+        serde_json::json!({"sql": "SELECT 1 AS a", "format": "arrow"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/vnd.apache.arrow.stream"
+    );
+    assert!(
+        r.bytes()
+            .await
+            .unwrap()
+            .starts_with(&[0xff, 0xff, 0xff, 0xff]),
+        "an Arrow IPC stream"
+    );
+    for (tok, body, status) in [
+        (
+            &analyst,
+            serde_json::json!({"sql": "SELECT count(*) FROM bronze.orders"}),
+            400,
+        ),
+        (
+            &admin,
+            serde_json::json!({"sql": "SELECT count(*) AS n FROM bronze.orders"}),
+            200,
+        ),
+        (&customer, serde_json::json!({"sql": "SELECT 1"}), 403),
+        (
+            &analyst,
+            serde_json::json!({"sql": "DROP TABLE daily_revenue"}),
+            403,
+        ),
+        (&analyst, serde_json::json!({"sql": "SELEC 1"}), 400),
+        (
+            &analyst,
+            serde_json::json!({"sql": "SELECT 1", "limit": 3}),
+            422,
+        ),
+        (&analyst, serde_json::json!({"sql": ""}), 400),
+    ] {
+        let r = sql(tok, body.clone()).await.unwrap();
+        let got = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        assert_eq!(got, status, "{body}: {text}");
+        if status != 200 {
+            assert!(text.contains("\"detail\""), "problem+json: {text}");
+        }
+    }
+    let r = client
+        .post(format!("{base}/sql"))
+        .json(&serde_json::json!({"sql": "SELECT 1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
     // The same seed makes the same sessions (the server's ids differ).
     let second = dir.join("second.jsonl");
     let log2 = simulate(&second);

@@ -357,3 +357,102 @@ async fn a_rebuild_changes_nothing() {
     assert_eq!(snapshot(engine).await, before, "a full rebuild");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn old_partitions_move_to_cold_and_are_counted_once() {
+    use warehouse::tiers::{TierOptions, tier};
+    let (lake, dir) = built_lake().await;
+    let engine = SqlEngine::open(lake.clone(), &WarehouseConfig::default())
+        .await
+        .unwrap();
+    let q = |sql: &'static str| {
+        let engine = engine.clone();
+        async move {
+            let r = engine.query(sql, "t", Access::Admin).await.unwrap();
+            datafusion::arrow::util::pretty::pretty_format_batches(&r.batches)
+                .unwrap()
+                .to_string()
+        }
+    };
+    let counts = "SELECT CAST(event_date AS VARCHAR) AS d, count(*) AS n FROM bronze.orders GROUP BY event_date ORDER BY d";
+    let before = q(counts).await;
+    let revenue = "SELECT * FROM daily_revenue ORDER BY order_date";
+    let revenue_before = q(revenue).await;
+
+    // Today is 2026-11-05; partitions older than 3 days (2026-11-01) go cold.
+    let today = warehouse::bronze::date32(at(5, 0));
+    let opts = TierOptions {
+        cold_after_days: 3,
+        retention_days: None,
+        vacuum_hours: 0,
+        today,
+    };
+    let report = tier(&lake, &opts).await.unwrap();
+    let moved = report.moved.iter().find(|(t, _)| t == "orders").unwrap().1;
+    assert_eq!(moved, 5, "{report:?}");
+    assert!(
+        report.vacuumed > 0,
+        "warm's deleted files are vacuumed: {report:?}"
+    );
+    // The logical table is unchanged: warm + cold, nothing twice, nothing lost.
+    assert_eq!(q(counts).await, before);
+    assert!(
+        q("SELECT count(*) AS n FROM cold.orders")
+            .await
+            .contains("| 5 |")
+    );
+    // Silver and gold rebuilt from the tiered bronze are the same.
+    models::build(&lake, true).await.unwrap();
+    assert_eq!(q(revenue).await, revenue_before);
+
+    // A late event for the cold date lands in warm and is counted; tiering again moves it.
+    let late = order(60, 305, 1, at(1, 23), &[(102, 1, 2500)], 0);
+    bronze::append(&lake, &[late]).await.unwrap();
+    let with_late = q(counts).await;
+    assert!(with_late.contains("| 2026-11-01 | 6 |"), "{with_late}");
+    let again = tier(&lake, &opts).await.unwrap();
+    assert_eq!(
+        again.moved.iter().find(|(t, _)| t == "orders").unwrap().1,
+        1
+    );
+    assert_eq!(q(counts).await, with_late);
+    let again = tier(&lake, &opts).await.unwrap();
+    assert_eq!(
+        again.moved.iter().find(|(t, _)| t == "orders").unwrap().1,
+        0,
+        "idempotent"
+    );
+
+    // Retention: cold partitions older than 3 days from 2026-11-05 are dropped.
+    let mut cold_rows = 0;
+    for t in lake.tables(warehouse::Layer::Cold) {
+        let r = engine
+            .query(
+                &format!("SELECT count(*) FROM cold.{t}"),
+                "t",
+                Access::Admin,
+            )
+            .await
+            .unwrap();
+        let n = r.batches[0].column(0).as_any();
+        cold_rows += n
+            .downcast_ref::<datafusion::arrow::array::Int64Array>()
+            .unwrap()
+            .value(0);
+    }
+    let keep = TierOptions {
+        retention_days: Some(3),
+        ..opts
+    };
+    let expired = tier(&lake, &keep).await.unwrap();
+    assert_eq!(
+        expired.expired as i64, cold_rows,
+        "every cold row is from 2026-11-01: {expired:?}"
+    );
+    let after = q(counts).await;
+    assert!(
+        !after.contains("2026-11-01") && after.contains("2026-11-02"),
+        "{after}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
