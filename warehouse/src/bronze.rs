@@ -119,7 +119,7 @@ pub struct LoadReport {
 }
 
 /// Rows of one family waiting for their commit.
-struct Pending {
+pub struct Rows {
     topic: String,
     event_id: StringBuilder,
     event_type: StringBuilder,
@@ -135,9 +135,9 @@ struct Pending {
     last: BTreeMap<i32, i64>,
 }
 
-impl Pending {
-    fn new(topic: String) -> Self {
-        Pending {
+impl Rows {
+    pub fn new(topic: String) -> Self {
+        Rows {
             topic,
             event_id: StringBuilder::new(),
             event_type: StringBuilder::new(),
@@ -153,7 +153,7 @@ impl Pending {
         }
     }
 
-    fn push(&mut self, env: &events::Envelope, partition: i32, offset: i64, payload: &str) {
+    pub fn push(&mut self, env: &events::Envelope, partition: i32, offset: i64, payload: &str) {
         self.event_id.append_value(env.id.to_string());
         self.event_type.append_value(env.event_type());
         self.source.append_value(&env.source);
@@ -166,8 +166,13 @@ impl Pending {
         self.rows += 1;
     }
 
-    fn is_empty(&self) -> bool {
-        self.last.is_empty()
+    pub fn is_empty(&self) -> bool {
+        self.last.is_empty() && self.rows == 0
+    }
+
+    /// The buffered rows as one batch (and an empty buffer).
+    pub fn finish(&mut self) -> Result<RecordBatch, WarehouseError> {
+        Ok(self.take()?.0)
     }
 
     fn take(&mut self) -> Result<(RecordBatch, Vec<Transaction>), WarehouseError> {
@@ -225,7 +230,7 @@ pub async fn run_loader(
     let producer = EventProducer::new(kafka)?;
 
     let mut tables: HashMap<String, DeltaTable> = HashMap::new();
-    let mut pending: HashMap<String, Pending> = HashMap::new();
+    let mut pending: HashMap<String, Rows> = HashMap::new();
     let mut tpl = TopicPartitionList::new();
     let mut ends: HashMap<(String, i32), i64> = HashMap::new();
     for topic in FAMILIES {
@@ -250,7 +255,7 @@ pub async fn run_loader(
             tpl.add_partition_offset(&name, p, from)?;
             ends.insert((name.clone(), p), done.map(|o| o + 1).unwrap_or(0));
         }
-        pending.insert(name.clone(), Pending::new(name.clone()));
+        pending.insert(name.clone(), Rows::new(name.clone()));
         tables.insert(name, table);
     }
     consumer.assign(&tpl)?;
@@ -356,7 +361,7 @@ pub async fn run_loader(
 /// the loader's offsets, as `shopstream-loader/<table>/-1`).
 pub async fn append(lake: &Lake, envelopes: &[events::Envelope]) -> Result<u64, WarehouseError> {
     let mut tables = HashMap::new();
-    let mut pending: HashMap<String, Pending> = HashMap::new();
+    let mut pending: HashMap<String, Rows> = HashMap::new();
     let mut next: HashMap<String, i64> = HashMap::new();
     for env in envelopes {
         let name = table_name(env.topic());
@@ -374,7 +379,7 @@ pub async fn append(lake: &Lake, envelopes: &[events::Envelope]) -> Result<u64, 
         let offset = next.get_mut(&name).expect("set above");
         let rows = pending
             .entry(name.clone())
-            .or_insert_with(|| Pending::new(name.clone()));
+            .or_insert_with(|| Rows::new(name.clone()));
         let payload = String::from_utf8(env.payload()).unwrap_or_default();
         rows.push(env, -1, *offset, &payload);
         rows.last.insert(-1, *offset);
@@ -388,7 +393,7 @@ pub async fn append(lake: &Lake, envelopes: &[events::Envelope]) -> Result<u64, 
 /// Commits every family with buffered rows: rows and offsets in one Delta transaction.
 async fn flush(
     tables: &mut HashMap<String, DeltaTable>,
-    pending: &mut HashMap<String, Pending>,
+    pending: &mut HashMap<String, Rows>,
     report: &mut LoadReport,
 ) -> Result<(), WarehouseError> {
     for (topic, rows) in pending.iter_mut() {

@@ -7,6 +7,7 @@
 //! time and memory, masks PII for analysts and audits every statement.
 
 pub mod bronze;
+pub mod hot;
 pub mod http;
 pub mod lake;
 pub mod models;

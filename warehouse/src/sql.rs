@@ -9,11 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{MemorySchemaProvider, Session, TableProvider};
 use datafusion::datasource::TableType;
-use datafusion::datasource::provider_as_source;
+use datafusion::datasource::{MemTable, provider_as_source};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -38,6 +39,7 @@ pub struct LiveTable {
     schema: SchemaRef,
     cold_path: Option<std::path::PathBuf>,
     cold: tokio::sync::Mutex<Option<DeltaTable>>,
+    hot: Option<Arc<std::sync::Mutex<crate::hot::HotFamily>>>,
 }
 
 impl LiveTable {
@@ -48,6 +50,7 @@ impl LiveTable {
             schema,
             cold_path: None,
             cold: tokio::sync::Mutex::new(None),
+            hot: None,
         })
     }
 
@@ -55,6 +58,50 @@ impl LiveTable {
     pub fn with_cold(mut self, path: std::path::PathBuf) -> Self {
         self.cold_path = Some(path);
         self
+    }
+
+    /// Feeds this (bronze) table's scans with the hot rows the warm table does not have yet.
+    pub fn with_hot(mut self, family: Arc<std::sync::Mutex<crate::hot::HotFamily>>) -> Self {
+        self.hot = Some(family);
+        self
+    }
+
+    /// The hot rows past the offsets recorded in `warm`, in this table's schema.
+    async fn hot_rows(&self, warm: &DeltaTable) -> Result<Vec<RecordBatch>, WarehouseError> {
+        let Some(family) = &self.hot else {
+            return Ok(Vec::new());
+        };
+        let (topic, partitions) = {
+            let f = family
+                .lock()
+                .map_err(|_| WarehouseError::Busy("hot tier poisoned".into()))?;
+            (f.topic.clone(), f.partitions())
+        };
+        let snapshot = warm.snapshot()?;
+        let mut committed = std::collections::HashMap::new();
+        for p in partitions {
+            if let Some(v) = snapshot
+                .transaction_version(warm.log_store().as_ref(), crate::bronze::app_id(&topic, p))
+                .await?
+            {
+                committed.insert(p, v);
+            }
+        }
+        let rows = family
+            .lock()
+            .map_err(|_| WarehouseError::Busy("hot tier poisoned".into()))?
+            .rows_after(&committed);
+        rows.iter()
+            .map(|b| {
+                let cols = b
+                    .columns()
+                    .iter()
+                    .zip(self.schema.fields())
+                    .map(|(c, f)| cast(c, f.data_type()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(RecordBatch::try_new(self.schema.clone(), cols)?)
+            })
+            .collect()
     }
 
     async fn cold_table(&self) -> DfResult<Option<DeltaTable>> {
@@ -94,31 +141,30 @@ impl TableProvider for LiveTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let provider = {
+        let (provider, warm) = {
             let mut table = self.table.lock().await;
             table
                 .update_incremental(None)
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
-            table.table_provider().await?
+            (table.table_provider().await?, table.clone())
         };
         if provider.schema() != self.schema {
             return Err(DataFusionError::Plan(
                 "the table's schema changed since it was registered; run the query again".into(),
             ));
         }
-        let Some(cold) = self.cold_table().await? else {
-            return provider.scan(state, projection, filters, limit).await;
-        };
-        let boundary = crate::tiers::Boundary::of(&cold)
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        if boundary.cutoff.is_none() {
+        let ext = |e: WarehouseError| DataFusionError::External(Box::new(e));
+        let cold = self.cold_table().await?;
+        let boundary = match &cold {
+            Some(c) => Some(crate::tiers::Boundary::of(c).await.map_err(ext)?),
+            None => None,
+        }
+        .filter(|b| b.cutoff.is_some());
+        let hot = self.hot_rows(&warm).await.map_err(ext)?;
+        if boundary.is_none() && hot.is_empty() {
             return provider.scan(state, projection, filters, limit).await;
         }
-        cold.update_datafusion_session(state)
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let cold_provider = cold.table_provider().await?;
         // Filters and limit are applied above this scan (they are inexact here).
         let columns: Vec<Expr> = match projection {
             Some(p) => p
@@ -127,15 +173,31 @@ impl TableProvider for LiveTable {
                 .collect(),
             None => self.schema.fields().iter().map(|f| col(f.name())).collect(),
         };
-        let warm_plan = LogicalPlanBuilder::scan("warm", provider_as_source(provider), None)?
-            .filter(boundary.in_cold().not())?
+        let mut plan = LogicalPlanBuilder::scan("warm", provider_as_source(provider), None)?;
+        if let Some(b) = &boundary {
+            plan = plan.filter(b.in_cold().not())?;
+        }
+        let mut plan = plan.project(columns.clone())?;
+        if let (Some(cold), Some(_)) = (cold, &boundary) {
+            cold.update_datafusion_session(state)
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let cold = LogicalPlanBuilder::scan(
+                "cold",
+                provider_as_source(cold.table_provider().await?),
+                None,
+            )?
             .project(columns.clone())?
             .build()?;
-        let plan = LogicalPlanBuilder::scan("cold", provider_as_source(cold_provider), None)?
-            .project(columns)?
-            .union(warm_plan)?
-            .build()?;
-        state.create_physical_plan(&plan).await
+            plan = plan.union(cold)?;
+        }
+        if !hot.is_empty() {
+            let mem = MemTable::try_new(self.schema.clone(), vec![hot])?;
+            let hot = LogicalPlanBuilder::scan("hot", provider_as_source(Arc::new(mem)), None)?
+                .project(columns)?
+                .build()?;
+            plan = plan.union(hot)?;
+        }
+        state.create_physical_plan(&plan.build()?).await
     }
 
     fn supports_filters_pushdown(
@@ -165,6 +227,18 @@ pub async fn register_tiered(
     table: &DeltaTable,
     cold: Option<std::path::PathBuf>,
 ) -> Result<(), WarehouseError> {
+    register_with(ctx, schema, name, table, cold, None).await
+}
+
+/// [`register_tiered`], with the table's hot rows too.
+pub async fn register_with(
+    ctx: &SessionContext,
+    schema: &str,
+    name: &str,
+    table: &DeltaTable,
+    cold: Option<std::path::PathBuf>,
+    hot: Option<Arc<std::sync::Mutex<crate::hot::HotFamily>>>,
+) -> Result<(), WarehouseError> {
     let catalog_name = ctx
         .state()
         .config()
@@ -187,6 +261,9 @@ pub async fn register_tiered(
     let mut live = LiveTable::new(table.clone()).await?;
     if let Some(cold) = cold {
         live = live.with_cold(cold);
+    }
+    if let Some(hot) = hot {
+        live = live.with_hot(hot);
     }
     provider.register_table(name.to_owned(), Arc::new(live))?;
     Ok(())
@@ -257,6 +334,7 @@ const ATTACHED_FILE: &str = "attached.json";
 /// The SQL front of the warehouse.
 pub struct SqlEngine {
     lake: Lake,
+    hot: Option<Arc<crate::hot::HotTier>>,
     analyst: SessionContext,
     admin: SessionContext,
     timeout: Duration,
@@ -266,6 +344,15 @@ pub struct SqlEngine {
 impl SqlEngine {
     /// Opens the lake's tables for querying.
     pub async fn open(lake: Lake, cfg: &WarehouseConfig) -> Result<Arc<SqlEngine>, WarehouseError> {
+        Self::open_with_hot(lake, cfg, None).await
+    }
+
+    /// [`SqlEngine::open`], with bronze tables spanning the hot tier too.
+    pub async fn open_with_hot(
+        lake: Lake,
+        cfg: &WarehouseConfig,
+        hot: Option<Arc<crate::hot::HotTier>>,
+    ) -> Result<Arc<SqlEngine>, WarehouseError> {
         std::fs::create_dir_all(lake.root())?;
         let audit = OpenOptions::new()
             .create(true)
@@ -277,6 +364,7 @@ impl SqlEngine {
             timeout: Duration::from_secs(cfg.query_timeout_secs.max(1)),
             audit: Mutex::new(audit),
             lake,
+            hot,
         };
         engine.refresh().await?;
         Ok(Arc::new(engine))
@@ -304,7 +392,11 @@ impl SqlEngine {
                 }
                 let table = self.lake.open(layer, &name).await?;
                 let cold = (layer == Layer::Bronze).then(|| self.lake.path(Layer::Cold, &name));
-                register_tiered(&self.admin, layer.name(), &name, &table, cold).await?;
+                let hot = match (&self.hot, layer) {
+                    (Some(h), Layer::Bronze) => h.family(&name),
+                    _ => None,
+                };
+                register_with(&self.admin, layer.name(), &name, &table, cold, hot).await?;
                 if for_analyst {
                     register(&self.analyst, layer.name(), &name, &table).await?;
                 }

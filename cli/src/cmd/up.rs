@@ -63,7 +63,15 @@ pub async fn run(cfg: &Config, args: UpArgs) -> anyhow::Result<ExitCode> {
     readiness.set("kafka", None);
     readiness.set("postgres", None);
     let lake = warehouse::Lake::new(&cfg.warehouse.dir);
-    let sql = warehouse::sql::SqlEngine::open(lake.clone(), &cfg.warehouse)
+    let (hot, hot_task) = warehouse::hot::start(
+        &cfg.kafka,
+        &lake,
+        warehouse::hot::HotOptions::default(),
+        stop_rx.clone(),
+    )
+    .await
+    .context("warehouse hot tier")?;
+    let sql = warehouse::sql::SqlEngine::open_with_hot(lake.clone(), &cfg.warehouse, Some(hot))
         .await
         .context("warehouse SQL")?;
     let app = services::router_with(
@@ -100,6 +108,10 @@ pub async fn run(cfg: &Config, args: UpArgs) -> anyhow::Result<ExitCode> {
         })
     };
 
+    tasks.push(tokio::spawn(async move {
+        let rows = hot_task.await?.context("warehouse hot tier")?;
+        Ok(format!("warehouse hot tier read {rows} rows"))
+    }));
     tasks_warehouse(cfg, &lake, sql, &stop_rx, &mut tasks);
     let rate = args.rate.unwrap_or(cfg.simulator.sessions_per_sec);
     let produced = Arc::new(AtomicU64::new(0));

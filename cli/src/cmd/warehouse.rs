@@ -47,7 +47,8 @@ pub enum WarehouseCommand {
         #[arg(long, value_enum, default_value = "table")]
         format: OutFormat,
     },
-    /// Serve SQL over the PostgreSQL wire protocol (`warehouse.pg_addr`) until Ctrl-C.
+    /// Serve SQL over the PostgreSQL wire protocol (`warehouse.pg_addr`) until Ctrl-C, with
+    /// the hot tier (the last minutes, read live from Kafka) under the bronze tables.
     Serve,
     /// Register an outside Parquet, CSV or Delta data set as `ext.<name>` for joins.
     Attach {
@@ -161,7 +162,11 @@ pub async fn run(cfg: &Config, cmd: WarehouseCommand) -> anyhow::Result<ExitCode
             Ok(ExitCode::SUCCESS)
         }
         WarehouseCommand::Serve => {
-            let engine = SqlEngine::open(lake, &cfg.warehouse).await?;
+            let (_stop, rx) = watch::channel(false);
+            let (hot, _task) = warehouse::hot::start(&cfg.kafka, &lake, Default::default(), rx)
+                .await
+                .context("hot tier (is Kafka up?)")?;
+            let engine = SqlEngine::open_with_hot(lake, &cfg.warehouse, Some(hot)).await?;
             let addr = cfg.warehouse.pg_addr.clone();
             println!("psql -h {} -p {} -U analyst", host(&addr), port(&addr));
             tokio::select! {

@@ -456,3 +456,124 @@ async fn old_partitions_move_to_cold_and_are_counted_once() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hot_rows_are_queryable_before_the_loader_commits_them_and_count_once() {
+    use warehouse::bronze::{LoaderOptions, run_loader};
+    use warehouse::hot::{self, HotOptions};
+    let kafka = ingest::KafkaConfig {
+        brokers: std::env::var("SHOPSTREAM_KAFKA_BROKERS")
+            .unwrap_or_else(|_| "127.0.0.1:9092".into()),
+        topic_prefix: format!("it-wh-{}.", Uuid::now_v7().simple()),
+        ..Default::default()
+    };
+    ingest::TopicAdmin::new(&kafka)
+        .unwrap()
+        .apply(&kafka.topic_names().plan())
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("warehouse-hot-{}", Uuid::now_v7().simple()));
+    let lake = Lake::new(&dir);
+    let producer = ingest::EventProducer::new(&kafka).unwrap();
+    let (first, late) = fixture();
+    producer.publish_all(&first).await.unwrap();
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    let idle = LoaderOptions {
+        stop_when_idle: Some(std::time::Duration::from_secs(1)),
+        ..Default::default()
+    };
+    run_loader(&kafka, &lake, &idle, rx.clone()).await.unwrap();
+
+    let (stop_hot, hot_rx) = tokio::sync::watch::channel(false);
+    let (tier, task) = hot::start(&kafka, &lake, HotOptions::default(), hot_rx)
+        .await
+        .unwrap();
+    let engine = SqlEngine::open_with_hot(
+        lake.clone(),
+        &WarehouseConfig::default(),
+        Some(tier.clone()),
+    )
+    .await
+    .unwrap();
+    let count = || async {
+        let r = engine
+            .query("SELECT count(*) AS n, count(DISTINCT kafka_offset * 100 + kafka_partition) AS d FROM bronze.orders", "t", Access::Admin)
+            .await
+            .unwrap();
+        let col = |i: usize| {
+            r.batches[0]
+                .column(i)
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                .unwrap()
+                .value(0)
+        };
+        (col(0), col(1))
+    };
+    assert_eq!(count().await, (7, 7), "warm only");
+
+    // Produced, not loaded: visible from the hot tier within moments.
+    let sent = std::time::Instant::now();
+    producer.publish_all(&late).await.unwrap();
+    while count().await != (10, 10) {
+        assert!(
+            sent.elapsed() < std::time::Duration::from_secs(5),
+            "hot rows not visible in 5 s: {:?}",
+            count().await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(tier.family("orders").unwrap().lock().unwrap().rows() >= 3);
+    // The loader commits them: still counted once (warm now, hot rows past its offsets only).
+    run_loader(&kafka, &lake, &idle, rx).await.unwrap();
+    assert_eq!(count().await, (10, 10), "after the loader caught up");
+    let _ = stop_hot.send(true);
+    task.await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attached_outside_data_joins_the_models() {
+    use warehouse::sql::{Attachment, attach};
+    let (lake, dir) = built_lake().await;
+    let csv = dir.join("regions.csv");
+    std::fs::write(&csv, "country,region\nDE,EU-central\nFR,EU-west\n").unwrap();
+    let schema = attach(
+        &lake,
+        Attachment {
+            name: "regions".into(),
+            path: csv.to_string_lossy().into_owned(),
+            format: "csv".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(schema.fields().len(), 2);
+    for (name, format) in [("bad name!", "csv"), ("x", "xlsx")] {
+        let bad = Attachment {
+            name: name.into(),
+            path: csv.to_string_lossy().into_owned(),
+            format: format.into(),
+        };
+        assert!(attach(&lake, bad).await.is_err(), "{name} {format}");
+    }
+    let engine = SqlEngine::open(lake, &WarehouseConfig::default())
+        .await
+        .unwrap();
+    let r = engine
+        .query(
+            "SELECT r.region, count(*) AS n FROM dim_customer c JOIN ext.regions r ON r.country = c.country GROUP BY r.region ORDER BY r.region",
+            "t",
+            Access::Analyst,
+        )
+        .await
+        .unwrap();
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&r.batches)
+        .unwrap()
+        .to_string();
+    assert!(
+        text.contains("| EU-central | 1 |") && text.contains("| EU-west    | 1 |"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,217 @@
+//! The hot tier: the last minutes of every family in memory, read live from Kafka by the
+//! process that serves SQL, so an event is queryable a moment after it is produced, before the
+//! loader commits it to the warm Delta table.
+//!
+//! No double counting: the hot reader starts where the warm table ends, and a query takes only
+//! the hot rows past the offsets recorded in the warm snapshot it scans (the loader's
+//! `shopstream-loader/<topic>/<partition>` versions): each row comes from exactly one tier.
+//! Rows older than `retain` are dropped from memory (by then the loader has them).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use deltalake::arrow::array::{AsArray, BooleanArray, RecordBatch};
+use deltalake::arrow::compute::filter_record_batch;
+use deltalake::arrow::datatypes::{Int32Type, Int64Type};
+use ingest::kafka::{KafkaConfig, KafkaError, decode_message};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+use crate::WarehouseError;
+use crate::bronze::{self, FAMILIES};
+use crate::lake::{Lake, Layer};
+
+/// Hot rows of one family, as batches of bronze rows.
+#[derive(Debug, Default)]
+pub struct HotFamily {
+    pub topic: String,
+    batches: VecDeque<(Instant, RecordBatch)>,
+}
+
+impl HotFamily {
+    /// The rows past `committed` (next offset not in warm, per partition).
+    pub fn rows_after(&self, committed: &HashMap<i32, i64>) -> Vec<RecordBatch> {
+        let mut out = Vec::new();
+        for (_, b) in &self.batches {
+            let parts = b.column(6).as_primitive::<Int32Type>();
+            let offs = b.column(7).as_primitive::<Int64Type>();
+            let keep: BooleanArray = (0..b.num_rows())
+                .map(|i| Some(offs.value(i) > *committed.get(&parts.value(i)).unwrap_or(&-1)))
+                .collect();
+            if keep.true_count() == 0 {
+                continue;
+            }
+            if let Ok(f) = filter_record_batch(b, &keep) {
+                out.push(f);
+            }
+        }
+        out
+    }
+
+    /// The Kafka partitions with hot rows.
+    pub fn partitions(&self) -> Vec<i32> {
+        let mut ps: Vec<i32> = self
+            .batches
+            .iter()
+            .flat_map(|(_, b)| b.column(6).as_primitive::<Int32Type>().values().to_vec())
+            .collect();
+        ps.sort_unstable();
+        ps.dedup();
+        ps
+    }
+
+    pub fn rows(&self) -> usize {
+        self.batches.iter().map(|(_, b)| b.num_rows()).sum()
+    }
+}
+
+/// Every family's hot rows, shared with the SQL engine.
+#[derive(Debug, Default)]
+pub struct HotTier {
+    families: HashMap<String, Arc<Mutex<HotFamily>>>,
+}
+
+impl HotTier {
+    /// The hot rows of a bronze table, if it has a hot tier.
+    pub fn family(&self, table: &str) -> Option<Arc<Mutex<HotFamily>>> {
+        self.families.get(table).cloned()
+    }
+}
+
+/// How the hot reader batches and how long it keeps rows.
+#[derive(Debug, Clone)]
+pub struct HotOptions {
+    /// Rows are visible after at most this long.
+    pub flush_every: Duration,
+    /// Rows stay in memory this long (the loader has committed them well before).
+    pub retain: Duration,
+}
+
+impl Default for HotOptions {
+    fn default() -> Self {
+        HotOptions {
+            flush_every: Duration::from_millis(100),
+            retain: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Starts reading every family from where its warm table ends; returns the tier and the task
+/// (which runs until `shutdown`).
+pub async fn start(
+    kafka: &KafkaConfig,
+    lake: &Lake,
+    opts: HotOptions,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<
+    (
+        Arc<HotTier>,
+        tokio::task::JoinHandle<Result<u64, WarehouseError>>,
+    ),
+    WarehouseError,
+> {
+    let names = kafka.topic_names();
+    let consumer: StreamConsumer = kafka
+        .client_config()
+        .set("group.id", "shopstream-warehouse-hot")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("fetch.wait.max.ms", "20")
+        .create()
+        .map_err(|source| KafkaError::Setup {
+            what: "warehouse hot-tier consumer",
+            brokers: kafka.brokers.clone(),
+            source,
+        })?;
+    let mut tier = HotTier::default();
+    let mut by_topic: HashMap<String, (String, Arc<Mutex<HotFamily>>)> = HashMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for topic in FAMILIES {
+        let name = names.name(topic);
+        let table = bronze::table_name(topic);
+        let warm = lake
+            .open_or_create(
+                Layer::Bronze,
+                &table,
+                &bronze::schema(),
+                &[bronze::DATE_COLUMN],
+            )
+            .await?;
+        let md = consumer.fetch_metadata(Some(&name), Duration::from_secs(10))?;
+        let parts = md
+            .topics()
+            .first()
+            .map(|t| t.partitions().len())
+            .unwrap_or(0);
+        let snapshot = warm.snapshot()?;
+        for p in 0..parts as i32 {
+            let done = snapshot
+                .transaction_version(warm.log_store().as_ref(), bronze::app_id(&name, p))
+                .await?;
+            tpl.add_partition_offset(
+                &name,
+                p,
+                done.map(|o| Offset::Offset(o + 1))
+                    .unwrap_or(Offset::Beginning),
+            )?;
+        }
+        let family = Arc::new(Mutex::new(HotFamily {
+            topic: name.clone(),
+            batches: VecDeque::new(),
+        }));
+        tier.families.insert(table.clone(), family.clone());
+        by_topic.insert(name, (table, family));
+    }
+    consumer.assign(&tpl)?;
+    let tier = Arc::new(tier);
+    let task = tokio::spawn(async move {
+        let mut pending: HashMap<String, bronze::Rows> = HashMap::new();
+        let mut total = 0u64;
+        let mut last_flush = Instant::now();
+        loop {
+            let wait = opts.flush_every.saturating_sub(last_flush.elapsed());
+            tokio::select! {
+                _ = shutdown.changed() => if *shutdown.borrow() { break },
+                m = tokio::time::timeout(wait, consumer.recv()) => {
+                    if let Ok(Ok(msg)) = m
+                        && by_topic.contains_key(msg.topic())
+                        && let Ok(env) = decode_message(&msg)
+                    {
+                        let text = msg.payload().and_then(|p| std::str::from_utf8(p).ok()).unwrap_or_default();
+                        pending
+                            .entry(msg.topic().to_owned())
+                            .or_insert_with(|| bronze::Rows::new(msg.topic().to_owned()))
+                            .push(&env, msg.partition(), msg.offset(), text);
+                    }
+                }
+            }
+            if last_flush.elapsed() >= opts.flush_every {
+                for (topic, rows) in pending.iter_mut() {
+                    if rows.is_empty() {
+                        continue;
+                    }
+                    let batch = rows.finish()?;
+                    total += batch.num_rows() as u64;
+                    if let Some((_, family)) = by_topic.get(topic)
+                        && let Ok(mut f) = family.lock()
+                    {
+                        f.batches.push_back((Instant::now(), batch));
+                        while f
+                            .batches
+                            .front()
+                            .is_some_and(|(t, _)| t.elapsed() > opts.retain)
+                        {
+                            f.batches.pop_front();
+                        }
+                    }
+                }
+                last_flush = Instant::now();
+            }
+        }
+        Ok(total)
+    });
+    Ok((tier, task))
+}
