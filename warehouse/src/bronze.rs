@@ -32,21 +32,41 @@ use tokio::sync::watch;
 use crate::WarehouseError;
 use crate::lake::{Lake, Layer};
 
-/// The topic families landed in bronze (every topic of domain events; not the rules,
-/// metrics or late-event topics, which are processors' own).
-pub const FAMILIES: [Topic; 11] = [
-    Topic::Users,
-    Topic::Catalog,
-    Topic::Clickstream,
-    Topic::Carts,
-    Topic::Orders,
-    Topic::Inventory,
-    Topic::Payments,
-    Topic::Shipments,
-    Topic::Reviews,
-    Topic::FraudAlerts,
-    Topic::Anomalies,
-];
+/// The topic families landed in bronze: every topic of domain events, not the rules,
+/// metrics or late-event topics, which are the processors' own.
+pub fn families() -> impl Iterator<Item = Topic> {
+    Topic::ALL
+        .into_iter()
+        .filter(|t| !matches!(t, Topic::FraudRules | Topic::Metrics | Topic::LateEvents))
+}
+
+/// A family's bronze table (created if missing) and, per Kafka partition of `topic_name`,
+/// the last offset it holds (`None`: nothing yet): where the warm tier ends.
+pub async fn warm_end(
+    consumer: &StreamConsumer,
+    lake: &Lake,
+    topic: Topic,
+    topic_name: &str,
+) -> Result<(DeltaTable, Vec<(i32, Option<i64>)>), WarehouseError> {
+    let table = lake
+        .open_or_create(Layer::Bronze, &table_name(topic), &schema(), &[DATE_COLUMN])
+        .await?;
+    let md = consumer.fetch_metadata(Some(topic_name), Duration::from_secs(10))?;
+    let parts = md
+        .topics()
+        .first()
+        .map(|t| t.partitions().len())
+        .unwrap_or(0);
+    let snapshot = table.snapshot()?;
+    let mut out = Vec::with_capacity(parts);
+    for p in 0..parts as i32 {
+        let done = snapshot
+            .transaction_version(table.log_store().as_ref(), app_id(topic_name, p))
+            .await?;
+        out.push((p, done));
+    }
+    Ok((table, out))
+}
 
 /// The bronze table name of a family: its topic's base name with `.` as `_`.
 pub fn table_name(topic: Topic) -> String {
@@ -233,22 +253,10 @@ pub async fn run_loader(
     let mut pending: HashMap<String, Rows> = HashMap::new();
     let mut tpl = TopicPartitionList::new();
     let mut ends: HashMap<(String, i32), i64> = HashMap::new();
-    for topic in FAMILIES {
+    for topic in families() {
         let name = names.name(topic);
-        let table = lake
-            .open_or_create(Layer::Bronze, &table_name(topic), &schema(), &[DATE_COLUMN])
-            .await?;
-        let md = consumer.fetch_metadata(Some(&name), Duration::from_secs(10))?;
-        let parts = md
-            .topics()
-            .first()
-            .map(|t| t.partitions().len())
-            .unwrap_or(0);
-        let snapshot = table.snapshot()?;
-        for p in 0..parts as i32 {
-            let done = snapshot
-                .transaction_version(table.log_store().as_ref(), app_id(&name, p))
-                .await?;
+        let (table, positions) = warm_end(&consumer, lake, topic, &name).await?;
+        for (p, done) in positions {
             let from = done
                 .map(|o| Offset::Offset(o + 1))
                 .unwrap_or(Offset::Beginning);

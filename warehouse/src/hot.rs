@@ -21,8 +21,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 use crate::WarehouseError;
-use crate::bronze::{self, FAMILIES};
-use crate::lake::{Lake, Layer};
+use crate::bronze;
+use crate::lake::Lake;
 
 /// Hot rows of one family, as batches of bronze rows.
 #[derive(Debug, Default)]
@@ -129,34 +129,15 @@ pub async fn start(
     let mut tier = HotTier::default();
     let mut by_topic: HashMap<String, (String, Arc<Mutex<HotFamily>>)> = HashMap::new();
     let mut tpl = TopicPartitionList::new();
-    for topic in FAMILIES {
+    for topic in bronze::families() {
         let name = names.name(topic);
         let table = bronze::table_name(topic);
-        let warm = lake
-            .open_or_create(
-                Layer::Bronze,
-                &table,
-                &bronze::schema(),
-                &[bronze::DATE_COLUMN],
-            )
-            .await?;
-        let md = consumer.fetch_metadata(Some(&name), Duration::from_secs(10))?;
-        let parts = md
-            .topics()
-            .first()
-            .map(|t| t.partitions().len())
-            .unwrap_or(0);
-        let snapshot = warm.snapshot()?;
-        for p in 0..parts as i32 {
-            let done = snapshot
-                .transaction_version(warm.log_store().as_ref(), bronze::app_id(&name, p))
-                .await?;
-            tpl.add_partition_offset(
-                &name,
-                p,
-                done.map(|o| Offset::Offset(o + 1))
-                    .unwrap_or(Offset::Beginning),
-            )?;
+        let (_, positions) = bronze::warm_end(&consumer, lake, topic, &name).await?;
+        for (p, done) in positions {
+            let from = done
+                .map(|o| Offset::Offset(o + 1))
+                .unwrap_or(Offset::Beginning);
+            tpl.add_partition_offset(&name, p, from)?;
         }
         let family = Arc::new(Mutex::new(HotFamily {
             topic: name.clone(),

@@ -24,7 +24,7 @@ use deltalake::protocol::SaveMode;
 use serde::{Deserialize, Serialize};
 
 use crate::WarehouseError;
-use crate::bronze::{self, DATE_COLUMN, FAMILIES};
+use crate::bronze::{self, DATE_COLUMN};
 use crate::lake::{Lake, Layer};
 use crate::sql::register_layer;
 
@@ -64,7 +64,7 @@ pub async fn build(lake: &Lake, full: bool) -> Result<BuildReport, WarehouseErro
 
     let ctx = SessionContext::new();
     register_layer(&ctx, lake, Layer::Bronze).await?;
-    for topic in FAMILIES {
+    for topic in bronze::families() {
         let table = bronze::table_name(topic);
         if !lake.exists(Layer::Bronze, &table) {
             continue;
