@@ -174,7 +174,9 @@ impl Rows {
     }
 
     pub fn push(&mut self, env: &events::Envelope, partition: i32, offset: i64, payload: &str) {
-        self.event_id.append_value(env.id.to_string());
+        let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        self.event_id
+            .append_value(env.id.hyphenated().encode_lower(&mut id));
         self.event_type.append_value(env.event_type());
         self.source.append_value(&env.source);
         self.subject.append_option(env.subject.as_deref());

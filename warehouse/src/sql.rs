@@ -497,10 +497,13 @@ impl SqlEngine {
 }
 
 fn context(cfg: &WarehouseConfig) -> Result<SessionContext, WarehouseError> {
-    let config = SessionConfig::new()
+    let mut config = SessionConfig::new()
         .with_information_schema(true)
         .with_default_catalog_and_schema(CATALOG, Layer::Gold.name())
         .with_create_default_catalog_and_schema(true);
+    // Evaluate filters while decoding Parquet (skips the rows and pages they exclude).
+    config.options_mut().execution.parquet.pushdown_filters = true;
+    config.options_mut().execution.parquet.reorder_filters = true;
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(cfg.query_memory_mb.max(64) << 20, 1.0)
         .build_arc()?;
