@@ -40,32 +40,72 @@ pub fn families() -> impl Iterator<Item = Topic> {
         .filter(|t| !matches!(t, Topic::FraudRules | Topic::Metrics | Topic::LateEvents))
 }
 
-/// A family's bronze table (created if missing) and, per Kafka partition of `topic_name`,
-/// the last offset it holds (`None`: nothing yet): where the warm tier ends.
-pub async fn warm_end(
-    consumer: &StreamConsumer,
+/// Where the warm tier of one family ends: its bronze table and, per Kafka partition, the
+/// last offset the table holds (`None`: nothing yet).
+pub struct WarmEnd {
+    pub topic: Topic,
+    /// The full topic name (with the prefix).
+    pub name: String,
+    pub table: DeltaTable,
+    pub positions: Vec<(i32, Option<i64>)>,
+}
+
+/// A consumer of every family's topic, assigned to start right after what the bronze tables
+/// hold (creating missing tables), and where each family's warm tier ends. The loader and the
+/// hot tier both start here.
+pub async fn consumer_at_warm_end(
+    kafka: &KafkaConfig,
     lake: &Lake,
-    topic: Topic,
-    topic_name: &str,
-) -> Result<(DeltaTable, Vec<(i32, Option<i64>)>), WarehouseError> {
-    let table = lake
-        .open_or_create(Layer::Bronze, &table_name(topic), &schema(), &[DATE_COLUMN])
-        .await?;
-    let md = consumer.fetch_metadata(Some(topic_name), Duration::from_secs(10))?;
-    let parts = md
-        .topics()
-        .first()
-        .map(|t| t.partitions().len())
-        .unwrap_or(0);
-    let snapshot = table.snapshot()?;
-    let mut out = Vec::with_capacity(parts);
-    for p in 0..parts as i32 {
-        let done = snapshot
-            .transaction_version(table.log_store().as_ref(), app_id(topic_name, p))
+    group: &str,
+    fetch_wait_ms: u32,
+) -> Result<(StreamConsumer, Vec<WarmEnd>), WarehouseError> {
+    let consumer: StreamConsumer = kafka
+        .client_config()
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("fetch.wait.max.ms", fetch_wait_ms.to_string())
+        .create()
+        .map_err(|source| KafkaError::Setup {
+            what: "warehouse consumer",
+            brokers: kafka.brokers.clone(),
+            source,
+        })?;
+    let names = kafka.topic_names();
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = Vec::new();
+    for topic in families() {
+        let name = names.name(topic);
+        let table = lake
+            .open_or_create(Layer::Bronze, &table_name(topic), &schema(), &[DATE_COLUMN])
             .await?;
-        out.push((p, done));
+        let md = consumer.fetch_metadata(Some(&name), Duration::from_secs(10))?;
+        let parts = md
+            .topics()
+            .first()
+            .map(|t| t.partitions().len())
+            .unwrap_or(0);
+        let snapshot = table.snapshot()?;
+        let mut positions = Vec::with_capacity(parts);
+        for p in 0..parts as i32 {
+            let done = snapshot
+                .transaction_version(table.log_store().as_ref(), app_id(&name, p))
+                .await?;
+            let from = done
+                .map(|o| Offset::Offset(o + 1))
+                .unwrap_or(Offset::Beginning);
+            tpl.add_partition_offset(&name, p, from)?;
+            positions.push((p, done));
+        }
+        ends.push(WarmEnd {
+            topic,
+            name,
+            table,
+            positions,
+        });
     }
-    Ok((table, out))
+    consumer.assign(&tpl)?;
+    Ok((consumer, ends))
 }
 
 /// The bronze table name of a family: its topic's base name with `.` as `_`.
@@ -236,39 +276,20 @@ pub async fn run_loader(
         )));
     }
 
-    let names = kafka.topic_names();
-    let consumer: StreamConsumer = kafka
-        .client_config()
-        .set("group.id", "shopstream-warehouse-loader")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("fetch.wait.max.ms", "50")
-        .create()
-        .map_err(|source| KafkaError::Setup {
-            what: "warehouse loader consumer",
-            brokers: kafka.brokers.clone(),
-            source,
-        })?;
+    let (consumer, warm) =
+        consumer_at_warm_end(kafka, lake, "shopstream-warehouse-loader", 50).await?;
     let producer = EventProducer::new(kafka)?;
 
     let mut tables: HashMap<String, DeltaTable> = HashMap::new();
     let mut pending: HashMap<String, Rows> = HashMap::new();
-    let mut tpl = TopicPartitionList::new();
     let mut ends: HashMap<(String, i32), i64> = HashMap::new();
-    for topic in families() {
-        let name = names.name(topic);
-        let (table, positions) = warm_end(&consumer, lake, topic, &name).await?;
-        for (p, done) in positions {
-            let from = done
-                .map(|o| Offset::Offset(o + 1))
-                .unwrap_or(Offset::Beginning);
-            tpl.add_partition_offset(&name, p, from)?;
-            ends.insert((name.clone(), p), done.map(|o| o + 1).unwrap_or(0));
+    for w in warm {
+        for (p, done) in w.positions {
+            ends.insert((w.name.clone(), p), done.map(|o| o + 1).unwrap_or(0));
         }
-        pending.insert(name.clone(), Rows::new(name.clone()));
-        tables.insert(name, table);
+        pending.insert(w.name.clone(), Rows::new(w.name.clone()));
+        tables.insert(w.name, w.table);
     }
-    consumer.assign(&tpl)?;
     tracing::info!(dir = %lake.root().display(), "warehouse loader started");
 
     let mut report = LoadReport::default();
@@ -355,7 +376,7 @@ pub async fn run_loader(
             break;
         }
     }
-    if buffered > 0 || pending.values().any(|p| !p.is_empty()) {
+    if pending.values().any(|p| !p.is_empty()) {
         flush(&mut tables, &mut pending, &mut report).await?;
         last_commit = Instant::now();
     }

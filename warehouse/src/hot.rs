@@ -14,10 +14,8 @@ use std::time::{Duration, Instant};
 use deltalake::arrow::array::{AsArray, BooleanArray, RecordBatch};
 use deltalake::arrow::compute::filter_record_batch;
 use deltalake::arrow::datatypes::{Int32Type, Int64Type};
-use ingest::kafka::{KafkaConfig, KafkaError, decode_message};
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use ingest::kafka::{KafkaConfig, decode_message};
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 use crate::WarehouseError;
@@ -113,40 +111,19 @@ pub async fn start(
     ),
     WarehouseError,
 > {
-    let names = kafka.topic_names();
-    let consumer: StreamConsumer = kafka
-        .client_config()
-        .set("group.id", "shopstream-warehouse-hot")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("fetch.wait.max.ms", "20")
-        .create()
-        .map_err(|source| KafkaError::Setup {
-            what: "warehouse hot-tier consumer",
-            brokers: kafka.brokers.clone(),
-            source,
-        })?;
+    let (consumer, warm) =
+        bronze::consumer_at_warm_end(kafka, lake, "shopstream-warehouse-hot", 20).await?;
     let mut tier = HotTier::default();
     let mut by_topic: HashMap<String, (String, Arc<Mutex<HotFamily>>)> = HashMap::new();
-    let mut tpl = TopicPartitionList::new();
-    for topic in bronze::families() {
-        let name = names.name(topic);
-        let table = bronze::table_name(topic);
-        let (_, positions) = bronze::warm_end(&consumer, lake, topic, &name).await?;
-        for (p, done) in positions {
-            let from = done
-                .map(|o| Offset::Offset(o + 1))
-                .unwrap_or(Offset::Beginning);
-            tpl.add_partition_offset(&name, p, from)?;
-        }
+    for w in warm {
+        let table = bronze::table_name(w.topic);
         let family = Arc::new(Mutex::new(HotFamily {
-            topic: name.clone(),
+            topic: w.name.clone(),
             batches: VecDeque::new(),
         }));
         tier.families.insert(table.clone(), family.clone());
-        by_topic.insert(name, (table, family));
+        by_topic.insert(w.name, (table, family));
     }
-    consumer.assign(&tpl)?;
     let tier = Arc::new(tier);
     let task = tokio::spawn(async move {
         let mut pending: HashMap<String, bronze::Rows> = HashMap::new();

@@ -2,6 +2,7 @@
 //! the latest Delta version on every scan, read-only (DDL, DML and other statements refused),
 //! a per-query timeout and memory limit, PII masking by role and an audit line per statement.
 
+use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::Write as _;
 use std::ops::Not as _;
@@ -30,6 +31,9 @@ use crate::{WarehouseConfig, WarehouseError};
 /// The catalog analysts see; `gold` is its default schema.
 pub const CATALOG: &str = "shopstream";
 
+/// The warm offsets of some partitions, as of one warm table version.
+type CommittedAt = (Option<u64>, Vec<i32>, HashMap<i32, i64>);
+
 /// A Delta table that scans its latest committed version (so SQL sees new loads at once),
 /// together with its cold tier when it has one (see [`crate::tiers`]): warm rows not yet in
 /// cold, plus the cold rows.
@@ -40,6 +44,11 @@ pub struct LiveTable {
     cold_path: Option<std::path::PathBuf>,
     cold: tokio::sync::Mutex<Option<DeltaTable>>,
     hot: Option<Arc<std::sync::Mutex<crate::hot::HotFamily>>>,
+    /// Reading app transactions replays the Delta log, so what a scan needs of them is kept
+    /// per table version: the cold boundary (by cold version) and the warm offsets (by warm
+    /// version and partitions asked for).
+    boundary_at: std::sync::Mutex<Option<(Option<u64>, crate::tiers::Boundary)>>,
+    committed_at: std::sync::Mutex<Option<CommittedAt>>,
 }
 
 impl LiveTable {
@@ -51,6 +60,8 @@ impl LiveTable {
             cold_path: None,
             cold: tokio::sync::Mutex::new(None),
             hot: None,
+            boundary_at: std::sync::Mutex::new(None),
+            committed_at: std::sync::Mutex::new(None),
         })
     }
 
@@ -77,16 +88,31 @@ impl LiveTable {
                 .map_err(|_| WarehouseError::Busy("hot tier poisoned".into()))?;
             (f.topic.clone(), f.partitions())
         };
-        let snapshot = warm.snapshot()?;
-        let mut committed = std::collections::HashMap::new();
-        for p in partitions {
-            if let Some(v) = snapshot
-                .transaction_version(warm.log_store().as_ref(), crate::bronze::app_id(&topic, p))
-                .await?
-            {
-                committed.insert(p, v);
+        let cached = self.committed_at.lock().ok().and_then(|c| {
+            c.as_ref()
+                .filter(|(v, ps, _)| *v == warm.version() && *ps == partitions)
+                .map(|(_, _, m)| m.clone())
+        });
+        let committed = match cached {
+            Some(m) => m,
+            None => {
+                let snapshot = warm.snapshot()?;
+                let mut committed = HashMap::new();
+                for p in &partitions {
+                    let app = crate::bronze::app_id(&topic, *p);
+                    if let Some(v) = snapshot
+                        .transaction_version(warm.log_store().as_ref(), app)
+                        .await?
+                    {
+                        committed.insert(*p, v);
+                    }
+                }
+                if let Ok(mut c) = self.committed_at.lock() {
+                    *c = Some((warm.version(), partitions, committed.clone()));
+                }
+                committed
             }
-        }
+        };
         let rows = family
             .lock()
             .map_err(|_| WarehouseError::Busy("hot tier poisoned".into()))?
@@ -102,6 +128,23 @@ impl LiveTable {
                 Ok(RecordBatch::try_new(self.schema.clone(), cols)?)
             })
             .collect()
+    }
+
+    /// The boundary recorded in `cold`, read once per cold version.
+    async fn boundary(&self, cold: &DeltaTable) -> Result<crate::tiers::Boundary, WarehouseError> {
+        let cached = self.boundary_at.lock().ok().and_then(|b| {
+            b.as_ref()
+                .filter(|(v, _)| *v == cold.version())
+                .map(|(_, b)| b.clone())
+        });
+        if let Some(b) = cached {
+            return Ok(b);
+        }
+        let b = crate::tiers::Boundary::of(cold).await?;
+        if let Ok(mut c) = self.boundary_at.lock() {
+            *c = Some((cold.version(), b.clone()));
+        }
+        Ok(b)
     }
 
     async fn cold_table(&self) -> DfResult<Option<DeltaTable>> {
@@ -157,7 +200,7 @@ impl TableProvider for LiveTable {
         let ext = |e: WarehouseError| DataFusionError::External(Box::new(e));
         let cold = self.cold_table().await?;
         let boundary = match &cold {
-            Some(c) => Some(crate::tiers::Boundary::of(c).await.map_err(ext)?),
+            Some(c) => Some(self.boundary(c).await.map_err(ext)?),
             None => None,
         }
         .filter(|b| b.cutoff.is_some());

@@ -30,6 +30,8 @@ use crate::lake::{Lake, Layer};
 
 /// App id of the cutoff in the cold table's log.
 pub const CUTOFF_APP: &str = "tier/cutoff";
+/// App id of one past the highest partition with a mark (so readers know which to read).
+pub const PARTITIONS_APP: &str = "tier/partitions";
 
 pub fn partition_app(partition: i32) -> String {
     format!("tier/{partition}")
@@ -51,9 +53,13 @@ impl Boundary {
             .transaction_version(store.as_ref(), CUTOFF_APP)
             .await?
             .map(|v| v as i32);
+        let span = snapshot
+            .transaction_version(store.as_ref(), PARTITIONS_APP)
+            .await?
+            .unwrap_or(0) as i32;
         let mut moved = BTreeMap::new();
-        // Kafka partitions of our topics are few; -1 is rows appended without Kafka.
-        for p in -1..64 {
+        // -1 is rows appended without Kafka.
+        for p in -1..span {
             if let Some(v) = snapshot
                 .transaction_version(store.as_ref(), partition_app(p))
                 .await?
@@ -185,6 +191,8 @@ pub async fn tier(lake: &Lake, opts: &TierOptions) -> Result<TierReport, Warehou
                     .iter()
                     .map(|(p, o)| Transaction::new(partition_app(*p), *o)),
             );
+            let span = after.moved.keys().next_back().map_or(0, |p| p + 1).max(0);
+            txns.push(Transaction::new(PARTITIONS_APP, span as i64));
             cold.write(batches)
                 .with_partition_columns([DATE_COLUMN])
                 .with_writer_properties(writer_properties())
