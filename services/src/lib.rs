@@ -5,7 +5,8 @@
 //!
 //! Implemented so far: auth, catalog, inventory, cart (+ wishlist), payments (gateway
 //! simulator), shipping (carrier simulator), orders (checkout saga), users (profiles,
-//! addresses), reviews, pricing (promotions and coupons).
+//! addresses), reviews, pricing (promotions and coupons), recommendations (served from the
+//! `ml` registry).
 
 pub mod app;
 pub mod auth;
@@ -19,7 +20,9 @@ pub mod live;
 pub mod orders;
 pub mod payments;
 pub mod pricing;
+pub mod recs;
 pub mod reviews;
+pub mod search;
 pub mod shipping;
 pub mod users;
 

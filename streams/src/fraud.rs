@@ -132,9 +132,59 @@ pub struct FraudState {
     clock: Millis,
 }
 
+/// Follows the promoted fraud model of the model registry (`<models>/fraud/promoted` names
+/// the version, `<models>/fraud/<version>/model.json` holds it; `shopstream ml train fraud`
+/// writes both), checked at most every `every`.
+#[derive(Debug)]
+pub struct ModelFeed {
+    dir: std::path::PathBuf,
+    current: Option<String>,
+    every: Duration,
+    checked: Option<std::time::Instant>,
+}
+
+impl ModelFeed {
+    /// `dir` is the registry's `fraud` directory.
+    pub fn new(dir: impl Into<std::path::PathBuf>, every: Duration) -> ModelFeed {
+        ModelFeed {
+            dir: dir.into(),
+            current: None,
+            every,
+            checked: None,
+        }
+    }
+
+    /// A newly promoted model, if there is one since the last call.
+    pub fn poll(&mut self) -> Option<Model> {
+        if self.checked.is_some_and(|t| t.elapsed() < self.every) {
+            return None;
+        }
+        self.checked = Some(std::time::Instant::now());
+        let version = std::fs::read_to_string(self.dir.join("promoted")).ok()?;
+        let version = version.trim().to_owned();
+        if self.current.as_deref() == Some(version.as_str()) {
+            return None;
+        }
+        match Model::from_file(&self.dir.join(&version).join("model.json")) {
+            Ok(mut m) => {
+                // Alerts name the registry version that scored them.
+                m.version = format!("fraud/{version}");
+                self.current = Some(version);
+                Some(m)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the promoted fraud model cannot be read; keeping the current one");
+                self.current = Some(version);
+                None
+            }
+        }
+    }
+}
+
 pub struct FraudDetector {
     rules: Vec<Rule>,
     rules_feed: Option<RulesFeed>,
+    model_feed: Option<ModelFeed>,
     model: Model,
     thresholds: Thresholds,
 }
@@ -144,6 +194,7 @@ impl FraudDetector {
         FraudDetector {
             rules,
             rules_feed: None,
+            model_feed: None,
             model,
             thresholds,
         }
@@ -152,6 +203,17 @@ impl FraudDetector {
     /// Follows the rules topic: rule changes apply from the next batch on, without a restart.
     pub fn with_rules_feed(mut self, feed: RulesFeed) -> Self {
         self.rules_feed = Some(feed);
+        self
+    }
+
+    /// Follows the registry's promoted fraud model: used from the start when there is one,
+    /// swapped between batches when another is promoted.
+    pub fn with_model_feed(mut self, mut feed: ModelFeed) -> Self {
+        if let Some(m) = feed.poll() {
+            tracing::info!(version = %m.version, "fraud model from the registry");
+            self.model = m;
+        }
+        self.model_feed = Some(feed);
         self
     }
 
@@ -338,6 +400,16 @@ impl FraudDetector {
         o: &OrderPlaced,
         now: Millis,
     ) -> (u8, Vec<String>, BTreeMap<&'static str, f64>) {
+        let (score, fired, f, _) = self.score_parts(st, o, now);
+        (score, fired, f)
+    }
+
+    fn score_parts(
+        &self,
+        st: &FraudState,
+        o: &OrderPlaced,
+        now: Millis,
+    ) -> (u8, Vec<String>, BTreeMap<&'static str, f64>, f64) {
         let f = Self::features(st, o, now);
         let mut keep = 1.0;
         let mut fired = Vec::new();
@@ -348,9 +420,77 @@ impl FraudDetector {
             }
         }
         let p = self.model.probability(&f);
-        let score = (99.0 * (1.0 - keep * (1.0 - p))).round().clamp(0.0, 99.0) as u8;
-        (score, fired, f)
+        (combined_score(keep, p), fired, f, keep)
     }
+}
+
+/// What the detector saw of one order: its score, the rules that fired, the features, and
+/// what the rules alone leave of the score (for training a new model on the same features).
+#[derive(Debug, Clone)]
+pub struct OrderScore<'a> {
+    pub order: &'a OrderPlaced,
+    pub score: u8,
+    pub fired: Vec<String>,
+    pub features: BTreeMap<&'static str, f64>,
+    /// Π (1 − weight) over the fired rules: score = 99 · (1 − keep · (1 − p_model)).
+    pub keep: f64,
+}
+
+impl FraudDetector {
+    /// Applies one event to the state; for an order, scores it first (against the history
+    /// before it). The stream processor and offline training (feature replay) share this.
+    pub fn observe<'a>(
+        &self,
+        st: &mut FraudState,
+        event: &'a Event,
+        now: Millis,
+    ) -> Option<OrderScore<'a>> {
+        st.clock = st.clock.max(now);
+        match event {
+            Event::UserRegistered(u) => {
+                st.customers.entry(u.user_id).or_default().registered_at =
+                    Some(u.registered_at.timestamp_millis());
+            }
+            Event::UserLoggedIn(u) => {
+                st.customers
+                    .entry(u.user_id)
+                    .or_default()
+                    .devices
+                    .entry(u.device_id.clone())
+                    .or_insert(now);
+            }
+            Event::PaymentFailed(p) => {
+                Self::record_decline(st, p.customer_id, &p.card_fingerprint, now)
+            }
+            Event::OrderPlaced(o) => {
+                let (score, fired, features, keep) = self.score_parts(st, o, now);
+                Self::record_order(st, o, now);
+                return Some(OrderScore {
+                    order: o,
+                    score,
+                    fired,
+                    features,
+                    keep,
+                });
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// Swaps the model (a newly promoted version) from the next event on.
+    pub fn set_model(&mut self, model: Model) {
+        self.model = model;
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+}
+
+/// The 0–99 score of an order from what its rules leave (`keep`) and the model's probability.
+pub fn combined_score(keep: f64, p: f64) -> u8 {
+    (99.0 * (1.0 - keep * (1.0 - p))).round().clamp(0.0, 99.0) as u8
 }
 
 /// The alert id of an order: the same order always gets the same alert (and event) id.
@@ -379,91 +519,77 @@ impl Processor for FraudDetector {
 
     fn on_event(&mut self, st: &mut FraudState, input: &In<'_>, out: &mut Out) {
         let now = input.ts;
-        st.clock = st.clock.max(now);
-        match &input.envelope.event {
-            Event::UserRegistered(u) => {
-                st.customers.entry(u.user_id).or_default().registered_at =
-                    Some(u.registered_at.timestamp_millis());
-            }
-            Event::UserLoggedIn(u) => {
-                st.customers
-                    .entry(u.user_id)
-                    .or_default()
-                    .devices
-                    .entry(u.device_id.clone())
-                    .or_insert(now);
-            }
-            Event::PaymentFailed(p) => {
-                Self::record_decline(st, p.customer_id, &p.card_fingerprint, now)
-            }
-            Event::OrderPlaced(o) => {
-                let (score, fired, f) = self.score(st, o, now);
-                Self::record_order(st, o, now);
-                if score >= self.thresholds.review {
-                    let block = score >= self.thresholds.block;
-                    let alert_id = alert_id(o.order_id);
-                    let features: Vec<Feature> = f
-                        .iter()
-                        .map(|(k, v)| Feature {
-                            name: (*k).to_owned(),
-                            value: *v,
-                        })
-                        .collect();
-                    let event = FraudAlertRaised {
+        if let Some(OrderScore {
+            order: o,
+            score,
+            fired,
+            features: f,
+            ..
+        }) = self.observe(st, &input.envelope.event, now)
+        {
+            if score >= self.thresholds.review {
+                let block = score >= self.thresholds.block;
+                let alert_id = alert_id(o.order_id);
+                let features: Vec<Feature> = f
+                    .iter()
+                    .map(|(k, v)| Feature {
+                        name: (*k).to_owned(),
+                        value: *v,
+                    })
+                    .collect();
+                let event = FraudAlertRaised {
+                    alert_id,
+                    order_id: Some(o.order_id),
+                    customer_id: o.customer_id,
+                    score: FraudScore::new(score)
+                        .unwrap_or(FraudScore::new(99).expect("99 is a score")),
+                    action: if block {
+                        AlertAction::Block
+                    } else {
+                        AlertAction::Review
+                    },
+                    rules_fired: fired.clone(),
+                    features,
+                    model_version: Some(self.model.version.clone()),
+                };
+                let mut env =
+                    Envelope::new("shopstream/streams/fraud", event).with_time(input.envelope.time);
+                env.id = alert_id;
+                env.subject = Some(o.order_id.to_string());
+                out.records.push(OutRecord::Event(env));
+                out.rows.push(Row::Alert(Box::new(AlertRow {
+                    alert_id,
+                    order_id: o.order_id,
+                    customer_id: o.customer_id,
+                    card_fingerprint: o.card.fingerprint.clone(),
+                    score,
+                    action: if block { "block" } else { "review" }.into(),
+                    rules_fired: fired.clone(),
+                    features: serde_json::to_value(&f).unwrap_or_default(),
+                    model_version: Some(self.model.version.clone()),
+                    amount_minor: o.total.amount_minor,
+                    currency: o.total.currency.as_str().to_owned(),
+                    event_time: input.envelope.time,
+                })));
+                if block {
+                    let reason = format!("fraud score {score} ({})", fired.join(", "));
+                    out.rows.push(Row::Block {
+                        kind: "card",
+                        value: o.card.fingerprint.clone(),
+                        reason: reason.clone(),
                         alert_id,
-                        order_id: Some(o.order_id),
-                        customer_id: o.customer_id,
-                        score: FraudScore::new(score)
-                            .unwrap_or(FraudScore::new(99).expect("99 is a score")),
-                        action: if block {
-                            AlertAction::Block
-                        } else {
-                            AlertAction::Review
-                        },
-                        rules_fired: fired.clone(),
-                        features,
-                        model_version: Some(self.model.version.clone()),
-                    };
-                    let mut env = Envelope::new("shopstream/streams/fraud", event)
-                        .with_time(input.envelope.time);
-                    env.id = alert_id;
-                    env.subject = Some(o.order_id.to_string());
-                    out.records.push(OutRecord::Event(env));
-                    out.rows.push(Row::Alert(Box::new(AlertRow {
+                    });
+                    out.rows.push(Row::Block {
+                        kind: "customer",
+                        value: o.customer_id.to_string(),
+                        reason,
                         alert_id,
-                        order_id: o.order_id,
-                        customer_id: o.customer_id,
-                        card_fingerprint: o.card.fingerprint.clone(),
-                        score,
-                        action: if block { "block" } else { "review" }.into(),
-                        rules_fired: fired.clone(),
-                        features: serde_json::to_value(&f).unwrap_or_default(),
-                        model_version: Some(self.model.version.clone()),
-                        amount_minor: o.total.amount_minor,
-                        currency: o.total.currency.as_str().to_owned(),
-                        event_time: input.envelope.time,
-                    })));
-                    if block {
-                        let reason = format!("fraud score {score} ({})", fired.join(", "));
-                        out.rows.push(Row::Block {
-                            kind: "card",
-                            value: o.card.fingerprint.clone(),
-                            reason: reason.clone(),
-                            alert_id,
-                        });
-                        out.rows.push(Row::Block {
-                            kind: "customer",
-                            value: o.customer_id.to_string(),
-                            reason,
-                            alert_id,
-                        });
-                    }
-                    out.urgent = true;
-                    metrics::counter!("shopstream_fraud_alerts_total", "action" => if block { "block" } else { "review" })
-                        .increment(1);
+                    });
                 }
+                out.urgent = true;
+                metrics::counter!("shopstream_fraud_alerts_total", "action" => if block { "block" } else { "review" })
+                        .increment(1);
             }
-            _ => {}
         }
     }
 
@@ -480,6 +606,10 @@ impl Processor for FraudDetector {
         {
             tracing::info!(rules = rules.len(), "fraud rules reloaded");
             self.rules = rules;
+        }
+        if let Some(m) = self.model_feed.as_mut().and_then(ModelFeed::poll) {
+            tracing::info!(version = %m.version, "fraud model swapped");
+            self.model = m;
         }
     }
 }

@@ -35,6 +35,11 @@ pub enum BenchCommand {
     /// files (targets: >= 200K events/s, p99 < 5 s, ratio <= 1.0). Private topics and lake,
     /// removed afterwards; build with --release.
     Warehouse(crate::cmd::bench_warehouse::WarehouseArgs),
+    /// Recommendations: training time for 1M interactions (target < 2 min), HR@10/NDCG@10
+    /// beside popularity and item-kNN, arroy recall@10, and the recommendation API's req/s
+    /// and p99 (target >= 5,000/s with p99 < 10 ms). Private database, removed afterwards;
+    /// build with --release.
+    Ml(crate::cmd::bench_ml::MlArgs),
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +113,12 @@ pub async fn run(cfg: &Config, cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Warehouse(args) => {
             private(cfg, |c: Config| async move {
                 crate::cmd::bench_warehouse::run(&c, &args).await
+            })
+            .await
+        }
+        BenchCommand::Ml(args) => {
+            private(cfg, |c: Config| async move {
+                crate::cmd::bench_ml::run(&c, &args).await
             })
             .await
         }

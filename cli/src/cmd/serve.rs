@@ -20,13 +20,16 @@ pub async fn serve(cfg: &Config) -> anyhow::Result<ExitCode> {
     let pool = platform::connect_db(cfg).await?;
     let readiness = ops::Readiness::default();
     readiness.set("postgres", None);
-    let app = services::router(
-        services::AppState::new(pool.clone(), &cfg.services)
-            .with_events(ingest::EventProducer::new(&cfg.kafka)?),
-        &cfg.services,
-    )
-    .merge(ops::router(prometheus, readiness));
+    let state = services::AppState::new(pool.clone(), &cfg.services)
+        .with_events(ingest::EventProducer::new(&cfg.kafka)?);
     let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(services::recs::watch(
+        state.models.clone(),
+        pool.clone(),
+        Duration::from_secs(cfg.services.models_reload_secs.max(1)),
+        stopped(stop_rx.clone()),
+    ));
+    let app = services::router(state, &cfg.services).merge(ops::router(prometheus, readiness));
     tokio::spawn(services::upkeep(
         pool,
         Duration::from_secs(30),

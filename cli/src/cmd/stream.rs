@@ -123,8 +123,16 @@ pub async fn spawn(
             thresholds.review <= thresholds.block && thresholds.block <= 99,
             "streams.review_threshold must be <= streams.block_threshold <= 99"
         );
-        let p = FraudDetector::new(rules, model, thresholds)
+        let mut p = FraudDetector::new(rules, model, thresholds)
             .with_rules_feed(RulesFeed::open(&cfg.kafka)?);
+        // A model file in the configuration pins the model; otherwise the registry's
+        // promoted one is followed (`shopstream ml train fraud --promote`).
+        if cfg.streams.fraud_model.is_empty() {
+            p = p.with_model_feed(streams::fraud::ModelFeed::new(
+                cfg.services.models_dir.join("fraud"),
+                std::time::Duration::from_secs(cfg.services.models_reload_secs.max(1)),
+            ));
+        }
         let (pool, ecfg, stop) = (pool.clone(), ecfg.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let r = engine::run(p, pool, ecfg, stopped(stop))

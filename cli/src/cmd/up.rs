@@ -74,13 +74,16 @@ pub async fn run(cfg: &Config, args: UpArgs) -> anyhow::Result<ExitCode> {
     let sql = warehouse::sql::SqlEngine::open_with_hot(lake.clone(), &cfg.warehouse, Some(hot))
         .await
         .context("warehouse SQL")?;
-    let app = services::router_with(
-        services::AppState::new(pool.clone(), &cfg.services)
-            .with_events(EventProducer::new(&cfg.kafka)?),
-        &cfg.services,
-        warehouse::http::router(sql.clone()),
-    )
-    .merge(ops::router(prometheus, readiness.clone()));
+    let state = services::AppState::new(pool.clone(), &cfg.services)
+        .with_events(EventProducer::new(&cfg.kafka)?);
+    let models = tokio::spawn(services::recs::watch(
+        state.models.clone(),
+        pool.clone(),
+        Duration::from_secs(cfg.services.models_reload_secs.max(1)),
+        stopped(stop_rx.clone()),
+    ));
+    let app = services::router_with(state, &cfg.services, warehouse::http::router(sql.clone()))
+        .merge(ops::router(prometheus, readiness.clone()));
     let server = tokio::spawn(ops::serve(cfg.http.addr, app, stopped(stop_rx.clone())));
     let upkeep = tokio::spawn(services::upkeep(
         pool.clone(),
@@ -113,6 +116,20 @@ pub async fn run(cfg: &Config, args: UpArgs) -> anyhow::Result<ExitCode> {
         Ok(format!("warehouse hot tier read {rows} rows"))
     }));
     tasks_warehouse(cfg, &lake, sql, &stop_rx, &mut tasks);
+    {
+        // A first fraud model when the registry has none (processors follow promotions).
+        let cfg = cfg.clone();
+        tasks.push(tokio::spawn(async move {
+            match crate::cmd::ml_fraud::train_initial_if_missing(&cfg).await {
+                Ok(Some(v)) => Ok(format!("trained and promoted fraud model {v}")),
+                Ok(None) => Ok(String::new()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "training the first fraud model failed");
+                    Ok(String::new())
+                }
+            }
+        }));
+    }
     let rate = args.rate.unwrap_or(cfg.simulator.sessions_per_sec);
     let produced = Arc::new(AtomicU64::new(0));
     let consumed = Arc::new(AtomicU64::new(0));
@@ -218,6 +235,7 @@ pub async fn run(cfg: &Config, args: UpArgs) -> anyhow::Result<ExitCode> {
     }
     let _ = progress.await;
     let _ = upkeep.await;
+    let _ = models.await;
     let _ = probe.await;
     server.await??;
     println!(
@@ -260,7 +278,7 @@ fn tasks_warehouse(
     }));
     let every = cfg.warehouse.build_interval_secs;
     if every > 0 {
-        let (l, mut s) = (lake.clone(), stop.clone());
+        let (l, mut s, cfg2) = (lake.clone(), stop.clone(), cfg.clone());
         tasks.push(tokio::spawn(async move {
             let mut builds = 0u64;
             loop {
@@ -269,7 +287,12 @@ fn tasks_warehouse(
                     _ = tokio::time::sleep(Duration::from_secs(every)) => {}
                 }
                 match warehouse::models::build(&l, false).await {
-                    Ok(_) => builds += 1,
+                    Ok(_) => {
+                        builds += 1;
+                        if let Err(e) = crate::cmd::ml::train_initial_if_missing(&cfg2).await {
+                            tracing::warn!(error = %e, "training the first recommendation model failed");
+                        }
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "warehouse build failed; retrying next interval")
                     }

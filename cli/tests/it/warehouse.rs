@@ -33,15 +33,16 @@ async fn the_warehouse_loads_exactly_once_through_a_sigkill_and_its_models_match
     assert!(out.status.success(), "{}", text(&out));
 
     // Three simulated days of traffic, and the truth about it.
-    let events: Vec<events::Envelope> = Generator::new(SimConfig {
+    let mut generator = Generator::new(SimConfig {
         seed: 9,
         products: 200,
         customers: 3_000,
         sessions_per_sec: 0.1,
+        fraud_rate: 0.03,
         ..SimConfig::default()
-    })
-    .take(150_000)
-    .collect();
+    });
+    let events: Vec<events::Envelope> = generator.by_ref().take(150_000).collect();
+    let labels = generator.take_labels();
     let mut rows: BTreeMap<String, i64> = BTreeMap::new();
     let mut placed_on = std::collections::HashMap::new();
     let mut revenue: BTreeMap<String, (i64, i64)> = BTreeMap::new();
@@ -280,6 +281,84 @@ async fn the_warehouse_loads_exactly_once_through_a_sigkill_and_its_models_match
     );
     server.kill().unwrap();
     server.wait().unwrap();
+
+    // Models train from the warehouse: recommendations on the signed-in users' views, carts
+    // and purchases; the fraud model on the replayed order events.
+    let models = format!("{lake}-models");
+    let mut ml_env = env.to_vec();
+    ml_env.push(("SHOPSTREAM_SERVICES_MODELS_DIR", models.as_str()));
+    let (mut users, mut items) = (
+        std::collections::HashSet::new(),
+        std::collections::HashSet::new(),
+    );
+    for e in &events {
+        let (u, i) = match &e.event {
+            Event::ProductViewed(v) => (v.user_id, v.product_id),
+            Event::CartItemAdded(c) => (c.user_id, c.product_id),
+            _ => continue,
+        };
+        if let Some(u) = u {
+            users.insert(u.to_string());
+            items.insert(i.to_string());
+        }
+    }
+    let out = shopstream(
+        &[
+            "ml",
+            "train",
+            "recs",
+            "--epochs",
+            "4",
+            "--factors",
+            "16",
+            "--promote",
+        ],
+        &ml_env,
+    );
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("recs v1 trained") && log.contains("promoted recs v1"),
+        "{log}"
+    );
+    let out = shopstream(&["ml", "list", "recs", "--json"], &ml_env);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect(&text(&out));
+    let m = &listed[0];
+    assert_eq!(m["promoted"], true);
+    assert_eq!(m["metadata"]["source"], "warehouse");
+    // Every signed-in viewer or carter is a user of the model (buyers are among them).
+    assert!(
+        m["metadata"]["metrics"]["users"].as_f64().unwrap() >= users.len() as f64,
+        "{m}"
+    );
+    assert!(m["metadata"]["metrics"]["items"].as_f64().unwrap() >= items.len() as f64);
+    assert!(m["metadata"]["data_from"].is_string());
+    let label_log = format!("{lake}-labels.jsonl");
+    let lines: Vec<String> = labels
+        .iter()
+        .map(|l| serde_json::to_string(l).unwrap())
+        .collect();
+    std::fs::write(&label_log, lines.join("\n") + "\n").unwrap();
+    let out = shopstream(
+        &[
+            "ml", "train", "fraud", "--epochs", "100", "--labels", &label_log,
+        ],
+        &ml_env,
+    );
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("fraud v1 written") && log.contains("AUPRC"),
+        "{log}"
+    );
+    let model = std::path::Path::new(&models).join("fraud/v1/model.json");
+    let loaded = streams::fraud::Model::from_file(&model).unwrap();
+    assert!(
+        loaded.weights.contains_key("declines_card_30m"),
+        "{loaded:?}"
+    );
+    let _ = std::fs::remove_dir_all(&models);
+    let _ = std::fs::remove_file(&label_log);
     let _ = total;
     let _ = std::fs::remove_dir_all(&lake);
 }

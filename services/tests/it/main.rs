@@ -11,4 +11,6 @@ mod live;
 mod openapi;
 mod people;
 mod rbac;
+mod recs;
+mod search;
 mod support;

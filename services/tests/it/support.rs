@@ -12,6 +12,8 @@ use tower::ServiceExt;
 pub struct TestApp {
     pub router: Router,
     pub pool: PgPool,
+    /// The models the router serves (tests promote and refresh them directly).
+    pub models: std::sync::Arc<services::recs::Models>,
 }
 
 pub struct Reply {
@@ -59,6 +61,7 @@ impl TestApp {
             state = state.with_events(p);
         }
         TestApp {
+            models: state.models.clone(),
             router: router(state, &cfg),
             pool,
         }

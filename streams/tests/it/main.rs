@@ -366,3 +366,38 @@ async fn fraud_detection_finds_each_injected_pattern_with_high_precision_and_one
     assert_eq!(n as usize, alerts.len());
     cleanup(&k).await;
 }
+
+#[test]
+fn the_fraud_model_feed_follows_registry_promotions() {
+    use streams::fraud::ModelFeed;
+    let dir = std::env::temp_dir().join(format!("fraud-feed-{}", uuid::Uuid::now_v7()));
+    let write = |v: &str, bias: f64| {
+        std::fs::create_dir_all(dir.join(v)).unwrap();
+        let m =
+            serde_json::json!({"version": "staged", "bias": bias, "weights": {"new_account": 1.0}});
+        std::fs::write(dir.join(v).join("model.json"), m.to_string()).unwrap();
+        std::fs::write(dir.join("promoted"), v).unwrap();
+    };
+    let mut feed = ModelFeed::new(&dir, Duration::ZERO);
+    assert!(feed.poll().is_none(), "nothing promoted yet");
+    write("v1", -3.0);
+    let m = feed.poll().expect("v1");
+    assert_eq!((m.version.as_str(), m.bias), ("fraud/v1", -3.0));
+    assert!(feed.poll().is_none(), "unchanged");
+    write("v2", -2.0);
+    let rules = Vec::new();
+    let mut detector = FraudDetector::new(rules, Model::builtin(), Thresholds::default())
+        .with_model_feed(ModelFeed::new(&dir, Duration::ZERO));
+    assert_eq!(detector.model().version, "fraud/v2", "used from the start");
+    // A broken promotion keeps the model in use.
+    std::fs::create_dir_all(dir.join("v3")).unwrap();
+    std::fs::write(dir.join("v3").join("model.json"), "{").unwrap();
+    std::fs::write(dir.join("promoted"), "v3").unwrap();
+    use streams::Processor;
+    detector.between_batches();
+    assert_eq!(detector.model().version, "fraud/v2");
+    write("v4", -1.0);
+    detector.between_batches();
+    assert_eq!(detector.model().version, "fraud/v4");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,283 @@
+//! `shopstream bench ml`: training time for 1M interactions, the full-ranking evaluation
+//! beside its baselines, the arroy index's recall against exact search, and the
+//! recommendation API's throughput and latency over real HTTP. Prints a table; not a test.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use ml::recs::model::{Filter, Recommender};
+use ml::recs::pipeline::{self, KIND, TrainOptions};
+use ml::recs::synth::{SynthSpec, generate};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::cmd::lifecycle::stopped;
+use crate::cmd::platform;
+use crate::config::Config;
+
+#[derive(Debug, Clone, Args)]
+pub struct MlArgs {
+    /// Interactions to train on (synthetic, with taste clusters).
+    #[arg(long, default_value_t = 1_000_000)]
+    interactions: usize,
+    #[arg(long, default_value_t = 50_000)]
+    users: usize,
+    #[arg(long, default_value_t = 10_000)]
+    items: usize,
+    /// Seconds of API load per route.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Concurrent HTTP clients.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Skip the leave-last-out evaluation (it trains a second model).
+    #[arg(long)]
+    no_eval: bool,
+}
+
+pub async fn run(cfg: &Config, args: &MlArgs) -> anyhow::Result<()> {
+    let mut cfg = cfg.clone();
+    let dir = std::env::temp_dir().join(format!("shopstream-bench-ml-{}", Uuid::now_v7()));
+    cfg.services.models_dir = dir.join("models");
+    // Every client is one admin from 127.0.0.1: the limits would measure themselves.
+    cfg.services.rate_limit_ip_per_sec = 0.0;
+    cfg.services.rate_limit_user_per_sec = 0.0;
+    cfg.database.max_connections = (args.concurrency as u32 * 2).max(16);
+    let result = bench(&cfg, args).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn bench(cfg: &Config, args: &MlArgs) -> anyhow::Result<()> {
+    let spec = SynthSpec {
+        users: args.users,
+        items: args.items,
+        interactions: args.interactions,
+        clusters: 20,
+        seed: 1,
+    };
+    eprintln!("generating {} synthetic interactions", args.interactions);
+    let rows = generate(spec);
+    let registry = ml::registry::Registry::new(&cfg.services.models_dir);
+    let opts = TrainOptions {
+        source: "synthetic".into(),
+        evaluate: false,
+        ..TrainOptions::default()
+    };
+    let report = if args.no_eval {
+        None
+    } else {
+        let (rows, opts) = (rows.clone(), opts.clone());
+        Some(tokio::task::spawn_blocking(move || pipeline::evaluate(&rows, &opts)).await??)
+    };
+    let started = Instant::now();
+    let reg = registry.clone();
+    let meta = tokio::task::spawn_blocking(move || pipeline::train(&rows, &opts, &reg)).await??;
+    let total = started.elapsed();
+    registry.promote(KIND, &meta.version)?;
+
+    // Recall of the index against exact search, on 500 users.
+    let model = Recommender::load(&registry.dir(KIND, &meta.version), &meta.version)?;
+    let (mut hit, mut n) = (0usize, 0usize);
+    for u in model
+        .user_ids()
+        .iter()
+        .step_by((model.users() / 500).max(1))
+        .take(500)
+    {
+        let exact = model.exact(u, 10).unwrap_or_default();
+        let (_, got) = model.recommend(u, 10, &Filter::default())?;
+        hit += got
+            .iter()
+            .filter(|g| {
+                model
+                    .item_number(&g.item)
+                    .is_some_and(|i| exact.contains(&i))
+            })
+            .count();
+        n += exact.len();
+    }
+    let recall = hit as f64 / n.max(1) as f64;
+    let users: Vec<String> = model.user_ids().to_vec();
+    drop(model);
+
+    // The API over HTTP, with a private database for the admin's session.
+    let pool = platform::connect_db(cfg).await?;
+    services::migrate(&pool).await?;
+    let state = services::AppState::new(pool.clone(), &cfg.services);
+    state
+        .models
+        .refresh(&pool)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let (admin, session) = (Uuid::now_v7(), Uuid::now_v7());
+    sqlx::query(
+        "INSERT INTO auth.users (id, email, password_hash, display_name, country, roles)
+         VALUES ($1, $2, 'x', 'Bench', 'DE', ARRAY['admin'])",
+    )
+    .bind(admin)
+    .bind(format!("{admin}@bench.invalid"))
+    .execute(&pool)
+    .await?;
+    sqlx::query("INSERT INTO auth.sessions (id, user_id, ip) VALUES ($1, $2, '127.0.0.1')")
+        .bind(session)
+        .bind(admin)
+        .execute(&pool)
+        .await?;
+    let token = state
+        .tokens
+        .issue_access(admin, session, &[events::domain::users::Role::Admin]);
+    let app = services::router(state, &cfg.services);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr: SocketAddr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server = tokio::spawn(
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stopped(stop_rx))
+        .into_future(),
+    );
+    let base = format!("http://{addr}");
+    let users = std::sync::Arc::new(users);
+    let recs = load(
+        args,
+        {
+            let (base, users) = (base.clone(), users.clone());
+            move |n| {
+                format!(
+                    "{base}/v1/recommendations/users/{}?limit=10",
+                    users[n % users.len()]
+                )
+            }
+        },
+        Some(token.clone()),
+    )
+    .await?;
+    let items = std::sync::Arc::new((0..args.items).map(|i| format!("i{i}")).collect::<Vec<_>>());
+    let similar = load(
+        args,
+        {
+            let (base, items) = (base.clone(), items.clone());
+            move |n| {
+                format!(
+                    "{base}/v1/products/{}/similar?limit=10",
+                    items[n % items.len()]
+                )
+            }
+        },
+        None,
+    )
+    .await?;
+    let _ = stop_tx.send(true);
+    server.await??;
+
+    println!(
+        "recommendations, {} synthetic interactions ({} users, {} items), 64 factors, 12 epochs",
+        args.interactions, args.users, args.items
+    );
+    println!("{:<30} {:>12}  target", "measure", "value");
+    println!(
+        "{:<30} {:>10.1} s  < 120 s (iALS {:.1} s; + indexing)",
+        "train 1M interactions",
+        total.as_secs_f64(),
+        meta.train_secs
+    );
+    println!("{:<30} {:>12.3}", "arroy recall@10 vs exact", recall);
+    for (name, s) in [("GET recommendations", &recs), ("GET similar", &similar)] {
+        println!(
+            "{:<30} {:>10.0}/s  p50 {:.2} ms, p99 {:.2} ms, {} errors{}",
+            name,
+            s.0,
+            s.1.as_secs_f64() * 1e3,
+            s.2.as_secs_f64() * 1e3,
+            s.3,
+            if name == "GET recommendations" {
+                "  (target >= 5,000/s, p99 < 10 ms)"
+            } else {
+                ""
+            }
+        );
+    }
+    if let Some(r) = report {
+        println!(
+            "leave-last-out, full ranking over {} items, {} test users:",
+            r.items, r.test_users
+        );
+        for (name, m) in [
+            ("ials", r.als),
+            ("popularity", r.popularity),
+            ("item-knn", r.item_knn),
+        ] {
+            println!(
+                "  {name:<12} HR@10 {:.4}  NDCG@10 {:.4}",
+                m.hr_at_10, m.ndcg_at_10
+            );
+        }
+    }
+    println!(
+        "image search (target p99 < 50 ms), semantic search (p99 < 30 ms): not implemented yet"
+    );
+    Ok(())
+}
+
+/// Requests per second, p50, p99 and errors of `concurrency` clients for `duration` seconds.
+async fn load(
+    args: &MlArgs,
+    url: impl Fn(usize) -> String + Send + Sync + 'static,
+    token: Option<String>,
+) -> anyhow::Result<(f64, Duration, Duration, usize)> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    let url = std::sync::Arc::new(url);
+    let deadline = Instant::now() + Duration::from_secs(args.duration);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..args.concurrency)
+        .map(|w| {
+            let (client, url, token) = (client.clone(), url.clone(), token.clone());
+            tokio::spawn(async move {
+                let (mut lat, mut errors) = (Vec::new(), 0usize);
+                let mut n = w * 7919;
+                while Instant::now() < deadline {
+                    n += 104_729;
+                    let mut req = client.get(url(n));
+                    if let Some(t) = &token {
+                        req = req.bearer_auth(t);
+                    }
+                    let t = Instant::now();
+                    match req.send().await {
+                        Ok(r) if r.status().is_success() => match r.bytes().await {
+                            Ok(_) => lat.push(t.elapsed()),
+                            Err(_) => errors += 1,
+                        },
+                        _ => errors += 1,
+                    }
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for w in futures::future::join_all(workers).await {
+        let (l, e) = w?;
+        lat.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed();
+    lat.sort();
+    let pick = |q: f64| {
+        lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    Ok((
+        lat.len() as f64 / elapsed.as_secs_f64(),
+        pick(0.5),
+        pick(0.99),
+        errors,
+    ))
+}

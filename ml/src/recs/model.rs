@@ -1,0 +1,408 @@
+//! A trained recommendation model as a registry version: ids, factors (safetensors), what
+//! each user bought, popularity, item categories, and an arroy environment with two indexes
+//! over the item vectors (dot product for user → item, cosine for item → similar items).
+//! [`Recommender`] is the loaded, queryable form serving holds.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use arroy::distances::{Cosine, DotProduct};
+use arroy::{Reader, Writer};
+use candle_core::{Device, Tensor};
+use heed::{CommitOrAbort, Env, EnvOpenOptions, WithoutTls};
+use rand_arroy::SeedableRng;
+use roaring::RoaringBitmap;
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::recs::als::{AlsModel, Factors};
+use crate::recs::baselines::popularity;
+use crate::recs::data::Dataset;
+
+const IDS_FILE: &str = "ids.json";
+const FACTORS_FILE: &str = "factors.safetensors";
+const INDEX_DIR: &str = "index";
+const DOT_DB: &str = "dot";
+const COSINE_DB: &str = "cosine";
+/// How many more tree nodes than arroy's default a query inspects: its default
+/// (n_trees × k) found ~60 % of the exact top 10 of dot-product queries in the tests.
+const OVERSAMPLING: usize = 16;
+
+/// Everything but the vectors.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Ids {
+    users: Vec<String>,
+    items: Vec<String>,
+    /// Category per item ("" when unknown).
+    categories: Vec<String>,
+    /// Users per item in the training data.
+    popularity: Vec<f32>,
+    /// Per user, items bought.
+    bought: Vec<Vec<u32>>,
+}
+
+/// Writes the model's files into `dir` (a staged registry version).
+pub fn save(
+    dir: &Path,
+    data: &Dataset,
+    model: &AlsModel,
+    categories: &HashMap<String, String>,
+    on_item: &mut dyn FnMut(usize, usize),
+) -> Result<(), Error> {
+    let ids = Ids {
+        users: data.users.clone(),
+        items: data.items.clone(),
+        categories: data
+            .items
+            .iter()
+            .map(|i| categories.get(i).cloned().unwrap_or_default())
+            .collect(),
+        popularity: popularity(&data.matrix.transpose(data.items.len())),
+        bought: data.bought.clone(),
+    };
+    crate::registry::write_json(&dir.join(IDS_FILE), &ids)?;
+    let tensors = HashMap::from([
+        ("user".to_string(), model.users.to_tensor()?),
+        ("item".to_string(), model.items.to_tensor()?),
+    ]);
+    candle_core::safetensors::save(&tensors, dir.join(FACTORS_FILE))?;
+    build_index(&dir.join(INDEX_DIR), &model.items, on_item)
+}
+
+fn open_env(path: &Path, create: bool) -> Result<Env<WithoutTls>, Error> {
+    if create {
+        std::fs::create_dir_all(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+    }
+    // SAFETY: heed requires that the environment is not opened twice in this process and the
+    // files are not modified by others while open; registry versions are never rewritten.
+    let env = unsafe {
+        EnvOpenOptions::new()
+            .read_txn_without_tls()
+            .map_size(1 << 30)
+            .max_dbs(2)
+            .open(path)?
+    };
+    Ok(env)
+}
+
+type Dbs = (
+    arroy::Database<'static, DotProduct>,
+    arroy::Database<'static, Cosine>,
+);
+
+fn databases(env: &Env<WithoutTls>) -> Result<Dbs, Error> {
+    let wtxn = env.write_txn()?;
+    let dbs = env
+        .create_databases_and_commit(wtxn, |dbo, wtxn| -> heed::Result<_> {
+            let dot = dbo.create_database(wtxn, Some(DOT_DB))?;
+            let cos = dbo.create_database(wtxn, Some(COSINE_DB))?;
+            Ok(CommitOrAbort::<_, ()>::Commit((dot, cos)))
+        })?
+        .unwrap_commit();
+    Ok(dbs)
+}
+
+fn build_index(
+    path: &Path,
+    items: &Factors,
+    on_item: &mut dyn FnMut(usize, usize),
+) -> Result<(), Error> {
+    let env = open_env(path, true)?;
+    let (dot, cos) = databases(&env)?;
+    let mut wtxn = env.write_txn()?;
+    let dw = Writer::<DotProduct>::new(dot, 0, items.dim);
+    let cw = Writer::<Cosine>::new(cos, 0, items.dim);
+    let n = items.rows();
+    for i in 0..n {
+        dw.add_item(&mut wtxn, i as u32, items.row(i))?;
+        cw.add_item(&mut wtxn, i as u32, items.row(i))?;
+        if i % 1000 == 0 || i + 1 == n {
+            on_item(i + 1, n);
+        }
+    }
+    let mut rng = rand_arroy::rngs::StdRng::seed_from_u64(7);
+    dw.builder(&mut rng).build(&mut wtxn)?;
+    cw.builder(&mut rng).build(&mut wtxn)?;
+    wtxn.commit()?;
+    Ok(())
+}
+
+/// Which items a query may return.
+#[derive(Debug, Default, Clone)]
+pub struct Filter<'a> {
+    pub category: Option<&'a str>,
+    /// Only these items (e.g. the ones in stock).
+    pub only: Option<&'a RoaringBitmap>,
+    /// Leave out what the user already bought.
+    pub exclude_bought: bool,
+}
+
+/// How a recommendation list was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// From the user's own vector.
+    Personalized,
+    /// The user is unknown to the model: the most popular items.
+    Popular,
+}
+
+/// One recommended item.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scored {
+    pub item: String,
+    pub category: Option<String>,
+    pub score: f32,
+}
+
+/// A loaded model, answering queries from its arroy indexes.
+pub struct Recommender {
+    pub version: String,
+    ids: Ids,
+    user_index: HashMap<String, u32>,
+    item_index: HashMap<String, u32>,
+    users: Factors,
+    by_category: HashMap<String, RoaringBitmap>,
+    all: RoaringBitmap,
+    bought: Vec<RoaringBitmap>,
+    /// Items by popularity, most popular first.
+    popular: Vec<u32>,
+    env: Env<WithoutTls>,
+    dot: arroy::Database<'static, DotProduct>,
+    cos: arroy::Database<'static, Cosine>,
+}
+
+impl std::fmt::Debug for Recommender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recommender")
+            .field("version", &self.version)
+            .field("users", &self.ids.users.len())
+            .field("items", &self.ids.items.len())
+            .finish()
+    }
+}
+
+impl Recommender {
+    /// Loads the model in `dir` (a registry version directory).
+    pub fn load(dir: &Path, version: &str) -> Result<Recommender, Error> {
+        let read = |f: &str| {
+            std::fs::read(dir.join(f))
+                .map_err(|e| Error::Io(format!("{}: {e}", dir.join(f).display())))
+        };
+        let ids: Ids = serde_json::from_slice(&read(IDS_FILE)?)
+            .map_err(|e| Error::Integrity(format!("{IDS_FILE}: {e}")))?;
+        let tensors = candle_core::safetensors::load(dir.join(FACTORS_FILE), &Device::Cpu)?;
+        let user = tensors
+            .get("user")
+            .ok_or_else(|| Error::Integrity("factors: no user tensor".into()))?;
+        let users = to_factors(user)?;
+        if users.rows() != ids.users.len() {
+            return Err(Error::Integrity(format!(
+                "{} user vectors for {} users",
+                users.rows(),
+                ids.users.len()
+            )));
+        }
+        let env = open_env(&dir.join(INDEX_DIR), false)?;
+        let rtxn = env.read_txn()?;
+        let (dot, cos) = env
+            .open_databases_and_commit(rtxn, |dbo, rtxn| -> heed::Result<_> {
+                let dot = dbo.open_database(rtxn, Some(DOT_DB))?;
+                let cos = dbo.open_database(rtxn, Some(COSINE_DB))?;
+                Ok(CommitOrAbort::<_, ()>::Commit((dot, cos)))
+            })?
+            .unwrap_commit();
+        let dot = dot.ok_or_else(|| Error::Integrity("index: no dot-product database".into()))?;
+        let cos = cos.ok_or_else(|| Error::Integrity("index: no cosine database".into()))?;
+        let mut by_category: HashMap<String, RoaringBitmap> = HashMap::new();
+        for (i, c) in ids.categories.iter().enumerate() {
+            if !c.is_empty() {
+                by_category.entry(c.clone()).or_default().insert(i as u32);
+            }
+        }
+        let mut popular: Vec<u32> = (0..ids.items.len() as u32).collect();
+        popular.sort_by(|a, b| {
+            ids.popularity[*b as usize]
+                .total_cmp(&ids.popularity[*a as usize])
+                .then(a.cmp(b))
+        });
+        Ok(Recommender {
+            version: version.to_string(),
+            user_index: index_of(&ids.users),
+            item_index: index_of(&ids.items),
+            users,
+            by_category,
+            all: (0..ids.items.len() as u32).collect(),
+            bought: ids
+                .bought
+                .iter()
+                .map(|b| b.iter().copied().collect())
+                .collect(),
+            popular,
+            ids,
+            env,
+            dot,
+            cos,
+        })
+    }
+
+    /// Fills in categories the training data did not know (e.g. from the live catalog).
+    pub fn fill_categories(&mut self, mut lookup: impl FnMut(&str) -> Option<String>) {
+        for (i, c) in self.ids.categories.iter_mut().enumerate() {
+            if c.is_empty()
+                && let Some(found) = lookup(&self.ids.items[i])
+            {
+                self.by_category
+                    .entry(found.clone())
+                    .or_default()
+                    .insert(i as u32);
+                *c = found;
+            }
+        }
+    }
+
+    pub fn items(&self) -> usize {
+        self.ids.items.len()
+    }
+
+    pub fn users(&self) -> usize {
+        self.ids.users.len()
+    }
+
+    /// The item number of an id, if the model knows it.
+    pub fn item_number(&self, item: &str) -> Option<u32> {
+        self.item_index.get(item).copied()
+    }
+
+    /// Item ids by number.
+    pub fn item_id(&self, n: u32) -> &str {
+        &self.ids.items[n as usize]
+    }
+
+    fn candidates(&self, user: Option<u32>, filter: &Filter<'_>) -> RoaringBitmap {
+        let mut c = match filter.category {
+            Some(cat) => self.by_category.get(cat).cloned().unwrap_or_default(),
+            None => self.all.clone(),
+        };
+        if let Some(only) = filter.only {
+            c &= only;
+        }
+        if filter.exclude_bought
+            && let Some(b) = user.and_then(|u| self.bought.get(u as usize))
+        {
+            c -= b;
+        }
+        c
+    }
+
+    fn scored(&self, hits: impl IntoIterator<Item = (u32, f32)>) -> Vec<Scored> {
+        hits.into_iter()
+            .map(|(i, score)| {
+                let c = &self.ids.categories[i as usize];
+                Scored {
+                    item: self.ids.items[i as usize].clone(),
+                    category: (!c.is_empty()).then(|| c.clone()),
+                    score,
+                }
+            })
+            .collect()
+    }
+
+    /// Top `k` items for `user`: personalised when the model knows the user, else popular.
+    pub fn recommend(
+        &self,
+        user: &str,
+        k: usize,
+        filter: &Filter<'_>,
+    ) -> Result<(Strategy, Vec<Scored>), Error> {
+        let u = self.user_index.get(user).copied();
+        let candidates = self.candidates(u, filter);
+        let Some(u) = u else {
+            let top = self
+                .popular
+                .iter()
+                .filter(|i| candidates.contains(**i))
+                .take(k)
+                .map(|i| (*i, self.ids.popularity[*i as usize]));
+            return Ok((Strategy::Popular, self.scored(top)));
+        };
+        if candidates.is_empty() {
+            return Ok((Strategy::Personalized, Vec::new()));
+        }
+        let rtxn = self.env.read_txn()?;
+        let reader = Reader::<DotProduct>::open(&rtxn, 0, self.dot)?;
+        let mut q = reader.nns(k);
+        q.candidates(&candidates).oversampling(oversampling());
+        let hits = q.by_vector(&rtxn, self.users.row(u as usize))?;
+        Ok((Strategy::Personalized, self.scored(hits)))
+    }
+
+    /// The `k` items most similar (cosine of item vectors) to `item`; `None` if unknown.
+    pub fn similar(
+        &self,
+        item: &str,
+        k: usize,
+        filter: &Filter<'_>,
+    ) -> Result<Option<Vec<Scored>>, Error> {
+        let Some(i) = self.item_number(item) else {
+            return Ok(None);
+        };
+        let mut candidates = self.candidates(None, filter);
+        candidates.remove(i);
+        if candidates.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let rtxn = self.env.read_txn()?;
+        let reader = Reader::<Cosine>::open(&rtxn, 0, self.cos)?;
+        let Some(v) = reader.item_vector(&rtxn, i)? else {
+            return Ok(None);
+        };
+        let mut q = reader.nns(k);
+        q.candidates(&candidates).oversampling(oversampling());
+        let hits = q.by_vector(&rtxn, &v)?;
+        // arroy's cosine distance is (1 − cos) / 2; report the similarity.
+        Ok(Some(
+            self.scored(hits.into_iter().map(|(j, d)| (j, 1.0 - 2.0 * d))),
+        ))
+    }
+
+    /// Exact top-`k` by dot product over all items (for measuring the index's recall).
+    pub fn exact(&self, user: &str, k: usize) -> Option<Vec<u32>> {
+        let u = *self.user_index.get(user)? as usize;
+        let rtxn = self.env.read_txn().ok()?;
+        let reader = Reader::<DotProduct>::open(&rtxn, 0, self.dot).ok()?;
+        let q = self.users.row(u);
+        let mut all: Vec<(u32, f32)> = reader
+            .iter(&rtxn)
+            .ok()?
+            .filter_map(|r| r.ok())
+            .map(|(i, v)| (i, v.iter().zip(q).map(|(a, b)| a * b).sum()))
+            .collect();
+        all.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Some(all.into_iter().take(k).map(|(i, _)| i).collect())
+    }
+
+    /// The user ids the model knows (for benchmarks).
+    pub fn user_ids(&self) -> &[String] {
+        &self.ids.users
+    }
+}
+
+fn oversampling() -> std::num::NonZeroUsize {
+    std::num::NonZeroUsize::new(OVERSAMPLING).unwrap_or(std::num::NonZeroUsize::MIN)
+}
+
+fn index_of(ids: &[String]) -> HashMap<String, u32> {
+    ids.iter()
+        .enumerate()
+        .map(|(i, s)| (s.clone(), i as u32))
+        .collect()
+}
+
+fn to_factors(t: &Tensor) -> Result<Factors, Error> {
+    let (_, dim) = t.dims2()?;
+    Ok(Factors {
+        dim,
+        data: t.flatten_all()?.to_vec1()?,
+    })
+}
