@@ -86,6 +86,17 @@ impl SearchIndex {
         encoder: Option<&TextEncoder>,
         on_batch: &mut dyn FnMut(usize, usize),
     ) -> Result<SearchIndex, Error> {
+        Self::rebuild(docs, encoder, None, on_batch)
+    }
+
+    /// Like [`SearchIndex::build`], reusing the embeddings of `previous` for documents whose
+    /// text did not change (a catalogue edit re-embeds only what changed).
+    pub fn rebuild(
+        docs: Vec<Doc>,
+        encoder: Option<&TextEncoder>,
+        previous: Option<&SearchIndex>,
+        on_batch: &mut dyn FnMut(usize, usize),
+    ) -> Result<SearchIndex, Error> {
         let mut postings: HashMap<String, Vec<(u32, f32)>> = HashMap::new();
         let mut doc_len = Vec::with_capacity(docs.len());
         for (i, d) in docs.iter().enumerate() {
@@ -105,16 +116,40 @@ impl SearchIndex {
         terms.sort();
         let (dim, mut vectors) = (encoder.map_or(0, |e| e.dim), Vec::new());
         if let Some(enc) = encoder {
-            let texts: Vec<String> = docs
-                .iter()
-                .map(|d| format!("{}. {}", d.title, d.description))
+            let text = |d: &Doc| format!("{}. {}", d.title, d.description);
+            let known: HashMap<String, &[f32]> = previous
+                .filter(|p| p.dim == dim)
+                .map(|p| {
+                    p.docs
+                        .iter()
+                        .enumerate()
+                        .map(|(i, d)| {
+                            (
+                                format!("{}\u{0}{}", d.id, text(d)),
+                                &p.vectors[i * dim..(i + 1) * dim],
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let key = |d: &Doc| format!("{}\u{0}{}", d.id, text(d));
+            let missing: Vec<usize> = (0..docs.len())
+                .filter(|i| !known.contains_key(&key(&docs[*i])))
                 .collect();
-            for (b, chunk) in texts.chunks(32).enumerate() {
-                let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-                for v in enc.embed(&refs)? {
-                    vectors.extend(v);
+            let mut fresh: HashMap<usize, Vec<f32>> = HashMap::new();
+            for (b, chunk) in missing.chunks(32).enumerate() {
+                let texts: Vec<String> = chunk.iter().map(|i| text(&docs[*i])).collect();
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                for (i, v) in chunk.iter().zip(enc.embed(&refs)?) {
+                    fresh.insert(*i, v);
                 }
-                on_batch(((b + 1) * 32).min(texts.len()), texts.len());
+                on_batch(((b + 1) * 32).min(missing.len()), missing.len());
+            }
+            for (i, d) in docs.iter().enumerate() {
+                match fresh.remove(&i) {
+                    Some(v) => vectors.extend(v),
+                    None => vectors.extend_from_slice(known[&key(d)]),
+                }
             }
         }
         Ok(SearchIndex {

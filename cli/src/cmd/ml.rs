@@ -30,10 +30,20 @@ pub enum MlCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Serve `version` of `kind` (serving picks it up within `services.models_reload_secs`).
-    Promote { kind: String, version: String },
+    /// Serve a version (serving and the fraud processor pick it up within
+    /// `services.models_reload_secs`); its files are checked against their hashes first.
+    Promote {
+        /// recs or fraud.
+        kind: String,
+        /// e.g. v3 (see `shopstream ml list`).
+        #[arg(value_name = "VERSION")]
+        target: String,
+    },
     /// Serve again the version promoted before the current one.
-    Rollback { kind: String },
+    Rollback {
+        /// recs or fraud.
+        kind: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -273,8 +283,8 @@ pub async fn run(cfg: &Config, cmd: MlCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        MlCommand::Promote { kind, version } => {
-            let m = registry.promote(&kind, &version)?;
+        MlCommand::Promote { kind, target } => {
+            let m = registry.promote(&kind, &target)?;
             println!("promoted {} {} (files verified)", m.kind, m.version);
             Ok(ExitCode::SUCCESS)
         }

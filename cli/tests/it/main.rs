@@ -613,6 +613,7 @@ async fn simulated_shoppers_over_http_leave_labelled_orders_in_the_services_and_
     let addr = format!("127.0.0.1:{port}");
     let lake = warehouse_dir(&prefix);
     let pg_addr = format!("127.0.0.1:{}", free_port());
+    let models = format!("{lake}-models");
     let env = [
         ("SHOPSTREAM_KAFKA_TOPIC_PREFIX", prefix.as_str()),
         ("SHOPSTREAM_KAFKA_BROKERS", &brokers()),
@@ -620,6 +621,7 @@ async fn simulated_shoppers_over_http_leave_labelled_orders_in_the_services_and_
         ("SHOPSTREAM_HTTP_ADDR", addr.as_str()),
         ("SHOPSTREAM_WAREHOUSE_DIR", lake.as_str()),
         ("SHOPSTREAM_WAREHOUSE_PG_ADDR", pg_addr.as_str()),
+        ("SHOPSTREAM_SERVICES_MODELS_DIR", models.as_str()),
         // The test builds the models itself, after the loader.
         ("SHOPSTREAM_WAREHOUSE_BUILD_INTERVAL_SECS", "0"),
     ];
@@ -860,6 +862,91 @@ async fn simulated_shoppers_over_http_leave_labelled_orders_in_the_services_and_
         .unwrap();
     assert_eq!(r.status(), 401);
 
+    // Models trained from the warehouse and served by the running platform: a simulated
+    // shopper's recommendations, similar products, and search over the simulator's catalogue.
+    let out = shopstream(
+        &[
+            "ml",
+            "train",
+            "recs",
+            "--epochs",
+            "4",
+            "--factors",
+            "16",
+            "--promote",
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let shopper = warehouse_sql_admin(
+        &env,
+        "SELECT CAST(customer_id AS VARCHAR) AS c FROM gold.fact_orders ORDER BY placed_at LIMIT 1",
+    );
+    let shopper = shopper[0]["c"].as_str().unwrap().to_owned();
+    let bought = warehouse_sql_admin(
+        &env,
+        "SELECT CAST(product_id AS VARCHAR) AS p FROM gold.fact_order_items ORDER BY placed_at LIMIT 1",
+    );
+    let bought = bought[0]["p"].as_str().unwrap().to_owned();
+    let get = |path: String, tok: Option<String>| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let mut r = client.get(format!("{base}{path}"));
+            if let Some(t) = tok {
+                r = r.bearer_auth(t);
+            }
+            let r = r.send().await.unwrap();
+            let status = r.status().as_u16();
+            (
+                status,
+                r.json::<serde_json::Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+    // `up` follows the registry: the promoted model is served within its reload interval.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let recs = loop {
+        let (status, v) = get(
+            format!("/recommendations/users/{shopper}?limit=5"),
+            Some(admin.clone()),
+        )
+        .await;
+        if status == 200 {
+            break v;
+        }
+        assert!(status == 503 && Instant::now() < deadline, "{status}: {v}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(recs["strategy"], "personalized", "{recs}");
+    assert_eq!(recs["model_version"], "v1");
+    assert_eq!(recs["items"].as_array().unwrap().len(), 5, "{recs}");
+    let (status, similar) = get(format!("/products/{bought}/similar?limit=3"), None).await;
+    assert_eq!(status, 200, "{similar}");
+    assert_eq!(similar["items"].as_array().unwrap().len(), 3, "{similar}");
+    let (status, found) = get("/search?q=striped%20shoes".into(), None).await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["mode"], "blended", "{found}");
+    assert!(!found["items"].as_array().unwrap().is_empty(), "{found}");
+    // `up` trained a first fraud model on simulated traffic and promoted it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = shopstream(&["ml", "list", "fraud", "--json"], &env);
+        let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if listed[0]["promoted"] == true {
+            assert!(
+                listed[0]["metadata"]["metrics"]["auprc"].as_f64().unwrap() > 0.5,
+                "{listed}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no fraud model promoted: {}",
+            text(&out)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
     // The same seed makes the same sessions (the server's ids differ).
     let second = dir.join("second.jsonl");
     let log2 = simulate(&second);
@@ -884,6 +971,12 @@ async fn simulated_shoppers_over_http_leave_labelled_orders_in_the_services_and_
     assert!(kill.success());
     let out = up.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
+    let log = text(&out);
+    assert!(
+        log.contains("fraud model swapped") || log.contains("fraud model from the registry"),
+        "the fraud processor picked up the promoted model: {log}"
+    );
+    let _ = std::fs::remove_dir_all(&models);
 
     // The outbox relay published each confirmation once per event id; the intake took views.
     let consume = |topic: &str| kcat_consume(&format!("{prefix}{topic}"), "%h\\n");

@@ -144,3 +144,28 @@ fn search_blends_text_and_meaning_with_facets_and_suggestions() {
     assert!(s.iter().all(|x| x.starts_with("waterproof bo")), "{s:?}");
     assert!(index.suggest("zzz", 5).is_empty());
 }
+
+#[test]
+fn a_rebuild_reuses_unchanged_embeddings_and_redoes_changed_ones() {
+    let enc = encoder();
+    let a = vec![
+        doc("1", "Wireless earbuds", "Bluetooth audio", "electronics"),
+        doc("2", "Garden hose", "Green hose", "garden"),
+    ];
+    let first = SearchIndex::build(a.clone(), Some(&enc), &mut |_, _| {}).unwrap();
+    let mut embedded = 0;
+    let mut b = a.clone();
+    b[1].title = "Electric kettle".into();
+    b.push(doc("3", "Running shoes", "Trainers", "shoes"));
+    let second = SearchIndex::rebuild(b.clone(), Some(&enc), Some(&first), &mut |_, n| {
+        embedded = n
+    })
+    .unwrap();
+    assert_eq!(embedded, 2, "the changed and the new document only");
+    let fresh = SearchIndex::build(b, Some(&enc), &mut |_, _| {}).unwrap();
+    let v = enc.embed(&["kettle"]).unwrap().remove(0);
+    assert_eq!(
+        second.search("kettle", Some(&v), None, 3),
+        fresh.search("kettle", Some(&v), None, 3)
+    );
+}

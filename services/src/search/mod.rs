@@ -102,9 +102,15 @@ impl Search {
             })
             .collect();
         let encoder = self.encoder();
+        let previous = self.index();
         let n = docs.len();
         let index = tokio::task::spawn_blocking(move || {
-            SearchIndex::build(docs, encoder.as_deref(), &mut |_, _| {})
+            SearchIndex::rebuild(
+                docs,
+                encoder.as_deref(),
+                previous.as_deref(),
+                &mut |_, _| {},
+            )
         })
         .await
         .map_err(|e| e.to_string())?
