@@ -526,70 +526,69 @@ impl Processor for FraudDetector {
             features: f,
             ..
         }) = self.observe(st, &input.envelope.event, now)
+            && score >= self.thresholds.review
         {
-            if score >= self.thresholds.review {
-                let block = score >= self.thresholds.block;
-                let alert_id = alert_id(o.order_id);
-                let features: Vec<Feature> = f
-                    .iter()
-                    .map(|(k, v)| Feature {
-                        name: (*k).to_owned(),
-                        value: *v,
-                    })
-                    .collect();
-                let event = FraudAlertRaised {
+            let block = score >= self.thresholds.block;
+            let alert_id = alert_id(o.order_id);
+            let features: Vec<Feature> = f
+                .iter()
+                .map(|(k, v)| Feature {
+                    name: (*k).to_owned(),
+                    value: *v,
+                })
+                .collect();
+            let event = FraudAlertRaised {
+                alert_id,
+                order_id: Some(o.order_id),
+                customer_id: o.customer_id,
+                score: FraudScore::new(score)
+                    .unwrap_or(FraudScore::new(99).expect("99 is a score")),
+                action: if block {
+                    AlertAction::Block
+                } else {
+                    AlertAction::Review
+                },
+                rules_fired: fired.clone(),
+                features,
+                model_version: Some(self.model.version.clone()),
+            };
+            let mut env =
+                Envelope::new("shopstream/streams/fraud", event).with_time(input.envelope.time);
+            env.id = alert_id;
+            env.subject = Some(o.order_id.to_string());
+            out.records.push(OutRecord::Event(env));
+            out.rows.push(Row::Alert(Box::new(AlertRow {
+                alert_id,
+                order_id: o.order_id,
+                customer_id: o.customer_id,
+                card_fingerprint: o.card.fingerprint.clone(),
+                score,
+                action: if block { "block" } else { "review" }.into(),
+                rules_fired: fired.clone(),
+                features: serde_json::to_value(&f).unwrap_or_default(),
+                model_version: Some(self.model.version.clone()),
+                amount_minor: o.total.amount_minor,
+                currency: o.total.currency.as_str().to_owned(),
+                event_time: input.envelope.time,
+            })));
+            if block {
+                let reason = format!("fraud score {score} ({})", fired.join(", "));
+                out.rows.push(Row::Block {
+                    kind: "card",
+                    value: o.card.fingerprint.clone(),
+                    reason: reason.clone(),
                     alert_id,
-                    order_id: Some(o.order_id),
-                    customer_id: o.customer_id,
-                    score: FraudScore::new(score)
-                        .unwrap_or(FraudScore::new(99).expect("99 is a score")),
-                    action: if block {
-                        AlertAction::Block
-                    } else {
-                        AlertAction::Review
-                    },
-                    rules_fired: fired.clone(),
-                    features,
-                    model_version: Some(self.model.version.clone()),
-                };
-                let mut env =
-                    Envelope::new("shopstream/streams/fraud", event).with_time(input.envelope.time);
-                env.id = alert_id;
-                env.subject = Some(o.order_id.to_string());
-                out.records.push(OutRecord::Event(env));
-                out.rows.push(Row::Alert(Box::new(AlertRow {
+                });
+                out.rows.push(Row::Block {
+                    kind: "customer",
+                    value: o.customer_id.to_string(),
+                    reason,
                     alert_id,
-                    order_id: o.order_id,
-                    customer_id: o.customer_id,
-                    card_fingerprint: o.card.fingerprint.clone(),
-                    score,
-                    action: if block { "block" } else { "review" }.into(),
-                    rules_fired: fired.clone(),
-                    features: serde_json::to_value(&f).unwrap_or_default(),
-                    model_version: Some(self.model.version.clone()),
-                    amount_minor: o.total.amount_minor,
-                    currency: o.total.currency.as_str().to_owned(),
-                    event_time: input.envelope.time,
-                })));
-                if block {
-                    let reason = format!("fraud score {score} ({})", fired.join(", "));
-                    out.rows.push(Row::Block {
-                        kind: "card",
-                        value: o.card.fingerprint.clone(),
-                        reason: reason.clone(),
-                        alert_id,
-                    });
-                    out.rows.push(Row::Block {
-                        kind: "customer",
-                        value: o.customer_id.to_string(),
-                        reason,
-                        alert_id,
-                    });
-                }
-                out.urgent = true;
-                metrics::counter!("shopstream_fraud_alerts_total", "action" => if block { "block" } else { "review" })
-                        .increment(1);
+                });
             }
+            out.urgent = true;
+            metrics::counter!("shopstream_fraud_alerts_total", "action" => if block { "block" } else { "review" })
+                        .increment(1);
         }
     }
 

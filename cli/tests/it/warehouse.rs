@@ -322,7 +322,8 @@ async fn the_warehouse_loads_exactly_once_through_a_sigkill_and_its_models_match
         "{log}"
     );
     let out = shopstream(&["ml", "list", "recs", "--json"], &ml_env);
-    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect(&text(&out));
+    let listed: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
     let m = &listed[0];
     assert_eq!(m["promoted"], true);
     assert_eq!(m["metadata"]["source"], "warehouse");

@@ -64,8 +64,8 @@ fn interactions(products: &[(Uuid, &str)], alice: Uuid) -> Vec<Interaction> {
             push(format!("shopper-{u}"), item, w);
         }
     }
-    for k in 0..5 {
-        push(alice.to_string(), products[k].0, VIEW_WEIGHT);
+    for (item, _) in &products[..5] {
+        push(alice.to_string(), *item, VIEW_WEIGHT);
     }
     push(alice.to_string(), products[0].0, PURCHASE_WEIGHT);
     push(alice.to_string(), products[2].0, PURCHASE_WEIGHT);
