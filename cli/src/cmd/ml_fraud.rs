@@ -166,11 +166,12 @@ async fn gather(
 }
 
 /// Replays `events` through the detector's feature code; labels from `frauds` and reviews.
+/// Returns the examples, the number of review decisions, and each example's order id.
 fn examples(
     mut events: Vec<Envelope>,
     frauds: &HashSet<Uuid>,
     rules: Vec<streams::fraud::Rule>,
-) -> (Examples, usize) {
+) -> (Examples, usize, Vec<Uuid>) {
     events.sort_by_key(|e| e.time);
     // Review decisions override the ground truth: they are what the fraud team concluded.
     let reviewed: HashMap<Uuid, bool> = events
@@ -186,6 +187,7 @@ fn examples(
     let detector = FraudDetector::new(rules, Model::builtin(), Thresholds::default());
     let mut st = FraudState::default();
     let mut ex = Examples::default();
+    let mut ids = Vec::new();
     for e in &events {
         let now = e.time.timestamp_millis();
         if let Some(s) = detector.observe(&mut st, &e.event, now) {
@@ -209,9 +211,10 @@ fn examples(
                 .copied()
                 .unwrap_or_else(|| frauds.contains(&id));
             ex.push(&row, label, s.keep, now);
+            ids.push(id);
         }
     }
-    (ex, reviewed.len())
+    (ex, reviewed.len(), ids)
 }
 
 fn builtin() -> anyhow::Result<LrModel> {
@@ -267,7 +270,7 @@ async fn fit(cfg: &Config, args: &FraudArgs) -> anyhow::Result<(LrModel, FraudRe
         "replaying {} events through the fraud features",
         events.len()
     );
-    let (ex, reviewed) =
+    let (ex, reviewed, _) =
         tokio::task::spawn_blocking(move || examples(events, &frauds, rules)).await?;
     anyhow::ensure!(
         ex.len() >= 50,
@@ -409,4 +412,81 @@ async fn store(
         tracing::info!(version = %meta.version, "fraud model promoted: running processors swap to it between batches");
     }
     Ok(meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use events::domain::fraud::FraudAlertResolved;
+
+    #[test]
+    fn review_decisions_override_the_ground_truth() {
+        let mut g = Generator::new(SimConfig {
+            seed: 3,
+            fraud_rate: 0.05,
+            anomaly_every_secs: 0,
+            ..SimConfig::default()
+        });
+        let mut events: Vec<Envelope> = g.by_ref().take(30_000).collect();
+        let frauds: HashSet<Uuid> = g
+            .take_labels()
+            .into_iter()
+            .filter_map(|l| match l {
+                GroundTruth::Fraud(f) => Some(f.order_ids),
+                GroundTruth::Anomaly(_) => None,
+            })
+            .flatten()
+            .collect();
+        let orders: Vec<(Uuid, Uuid, chrono::DateTime<chrono::Utc>)> = events
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::OrderPlaced(o) => Some((o.order_id, o.customer_id, e.time)),
+                _ => None,
+            })
+            .collect();
+        let fraud = *orders
+            .iter()
+            .find(|o| frauds.contains(&o.0))
+            .expect("a fraud order");
+        let legit = *orders
+            .iter()
+            .find(|o| !frauds.contains(&o.0))
+            .expect("a legit order");
+        let label = |ex: &Examples, ids: &[Uuid], id: Uuid| {
+            ex.y[ids
+                .iter()
+                .position(|i| *i == id)
+                .expect("the order is an example")]
+        };
+        let (before, reviewed, ids) = examples(events.clone(), &frauds, Vec::new());
+        assert_eq!(reviewed, 0);
+        assert_eq!(before.len(), orders.len(), "one example per order");
+        assert_eq!(
+            (label(&before, &ids, fraud.0), label(&before, &ids, legit.0)),
+            (1.0, 0.0)
+        );
+        let resolve = |o: (Uuid, Uuid, chrono::DateTime<chrono::Utc>), resolution| {
+            Envelope::new(
+                "/test",
+                FraudAlertResolved {
+                    alert_id: Uuid::now_v7(),
+                    order_id: Some(o.0),
+                    customer_id: o.1,
+                    resolution,
+                    reviewer_id: Uuid::now_v7(),
+                    note: None,
+                },
+            )
+            .with_time(o.2 + chrono::Duration::minutes(5))
+        };
+        events.push(resolve(fraud, Resolution::Approved));
+        events.push(resolve(legit, Resolution::MarkedFraud));
+        let (after, reviewed, ids) = examples(events, &frauds, Vec::new());
+        assert_eq!(reviewed, 2);
+        assert_eq!(
+            (label(&after, &ids, fraud.0), label(&after, &ids, legit.0)),
+            (0.0, 1.0)
+        );
+        assert_eq!(before.names, after.names);
+    }
 }
