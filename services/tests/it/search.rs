@@ -14,7 +14,9 @@ async fn product(pool: &PgPool, title: &str, description: &str, category: &str) 
          VALUES ($1, $2, $3, $4, jsonb_build_object('en', $5::text), jsonb_build_object('en', $6::text), 1000, 'EUR', 100)",
     )
     .bind(id)
-    .bind(format!("S-{}", &id.simple().to_string()[..12]))
+    // The whole id: a UUIDv7's first 12 hex digits are its millisecond, shared by products
+    // made in the same millisecond.
+    .bind(format!("S-{}", id.simple()))
     .bind(Uuid::now_v7())
     .bind(category)
     .bind(title)
