@@ -614,6 +614,10 @@ async fn simulated_shoppers_over_http_leave_labelled_orders_in_the_services_and_
     let lake = warehouse_dir(&prefix);
     let pg_addr = format!("127.0.0.1:{}", free_port());
     let models = format!("{lake}-models");
+    let builtin_model = workspace_root()
+        .join("streams/models/fraud-lr-v0.json")
+        .to_string_lossy()
+        .into_owned();
     let env = [
         ("SHOPSTREAM_KAFKA_TOPIC_PREFIX", prefix.as_str()),
         ("SHOPSTREAM_KAFKA_BROKERS", &brokers()),
@@ -622,6 +626,10 @@ async fn simulated_shoppers_over_http_leave_labelled_orders_in_the_services_and_
         ("SHOPSTREAM_WAREHOUSE_DIR", lake.as_str()),
         ("SHOPSTREAM_WAREHOUSE_PG_ADDR", pg_addr.as_str()),
         ("SHOPSTREAM_SERVICES_MODELS_DIR", models.as_str()),
+        // The built-in weights, pinned: the model `up` trains would start blocking the
+        // scripted card tester part-way (depending on when it is promoted), and the checks
+        // below count that session's declines.
+        ("SHOPSTREAM_STREAMS_FRAUD_MODEL", builtin_model.as_str()),
         // The test builds the models itself, after the loader.
         ("SHOPSTREAM_WAREHOUSE_BUILD_INTERVAL_SECS", "0"),
     ];
@@ -971,11 +979,6 @@ async fn simulated_shoppers_over_http_leave_labelled_orders_in_the_services_and_
     assert!(kill.success());
     let out = up.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    let log = text(&out);
-    assert!(
-        log.contains("fraud model swapped") || log.contains("fraud model from the registry"),
-        "the fraud processor picked up the promoted model: {log}"
-    );
     let _ = std::fs::remove_dir_all(&models);
 
     // The outbox relay published each confirmation once per event id; the intake took views.
