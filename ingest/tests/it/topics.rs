@@ -68,9 +68,20 @@ async fn apply_raises_partitions_and_repairs_configs() {
         change,
         &TopicChange::MorePartitionsThanPlanned { actual: before + 2 }
     );
-    let retention = admin.topic_configs(&name, &["retention.ms"]).await.unwrap();
+    // The broker applies config changes asynchronously: wait up to 10 s for the new value.
     let want = events::Topic::Orders.spec().retention.as_ms().to_string();
-    assert_eq!(retention["retention.ms"].as_deref(), Some(want.as_str()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let retention = admin.topic_configs(&name, &["retention.ms"]).await.unwrap();
+        if retention["retention.ms"].as_deref() == Some(want.as_str()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "retention not restored: {retention:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let changes = admin.apply(&k.names.plan()).await.unwrap();
     assert!(
         changes
