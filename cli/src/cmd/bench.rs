@@ -61,12 +61,13 @@ pub struct CheckoutArgs {
     get_duration: u64,
 }
 
-struct Stats {
-    count: usize,
-    elapsed: Duration,
-    p50: Duration,
-    p99: Duration,
-    errors: usize,
+/// Latencies of one load phase.
+pub(crate) struct Stats {
+    pub count: usize,
+    pub elapsed: Duration,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub errors: usize,
 }
 
 fn stats(mut lat: Vec<Duration>, elapsed: Duration, errors: usize) -> Stats {
@@ -85,10 +86,10 @@ fn stats(mut lat: Vec<Duration>, elapsed: Duration, errors: usize) -> Stats {
     }
 }
 
-type Worker = tokio::task::JoinHandle<(Vec<Duration>, usize)>;
+pub(crate) type Worker = tokio::task::JoinHandle<(Vec<Duration>, usize)>;
 
 /// Waits for the load workers and merges their latencies and error counts.
-async fn gather(workers: Vec<Worker>, started: Instant) -> anyhow::Result<Stats> {
+pub(crate) async fn gather(workers: Vec<Worker>, started: Instant) -> anyhow::Result<Stats> {
     let mut lat = Vec::new();
     let mut errors = 0;
     for w in futures::future::join_all(workers).await {

@@ -341,24 +341,11 @@ async fn load(
             })
         })
         .collect();
-    let mut lat = Vec::new();
-    let mut errors = 0;
-    for w in futures::future::join_all(workers).await {
-        let (l, e) = w?;
-        lat.extend(l);
-        errors += e;
-    }
-    let elapsed = started.elapsed();
-    lat.sort();
-    let pick = |q: f64| {
-        lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
+    let s = crate::cmd::bench::gather(workers, started).await?;
     Ok((
-        lat.len() as f64 / elapsed.as_secs_f64(),
-        pick(0.5),
-        pick(0.99),
-        errors,
+        s.count as f64 / s.elapsed.as_secs_f64(),
+        s.p50,
+        s.p99,
+        s.errors,
     ))
 }
