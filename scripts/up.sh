@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_build_deps
 ensure_text_model
+ensure_image_model
 deploy/local/stack.sh up
 eval "$(deploy/local/stack.sh env)"
 cargo build -p shopstream

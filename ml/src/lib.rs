@@ -1,6 +1,6 @@
 //! ML: recommendation models (iALS with popularity and item-kNN baselines), their
 //! leave-last-out evaluation, arroy nearest-neighbour indexes, the fraud model (logistic
-//! regression), and the versioned model registry serving reads from. HTTP routes live in `services`; this crate has no server.
+//! regression), image embeddings (EfficientNet-Lite0), and the versioned model registry serving reads from. HTTP routes live in `services`; this crate has no server.
 
 pub mod fraud;
 pub mod progress;
@@ -8,6 +8,7 @@ pub mod recs;
 pub mod registry;
 pub mod search;
 pub mod text;
+pub mod vision;
 
 /// What can go wrong in training, evaluation, the registry or serving.
 #[derive(Debug, thiserror::Error)]

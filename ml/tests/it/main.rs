@@ -3,3 +3,4 @@
 
 mod recs;
 mod text;
+mod vision;
