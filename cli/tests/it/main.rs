@@ -947,6 +947,41 @@ async fn simulated_shoppers_over_http_leave_labelled_orders_in_the_services_and_
     assert_eq!(status, 200, "{found}");
     assert_eq!(found["mode"], "blended", "{found}");
     assert!(!found["items"].as_array().unwrap().is_empty(), "{found}");
+    // Visual search over the pictures the simulator uploaded with its products: a product's
+    // own picture finds that product first.
+    let (status, listed) = get("/products?limit=1".into(), None).await;
+    assert_eq!(status, 200, "{listed}");
+    let product = listed["items"][0]["id"].as_str().unwrap().to_owned();
+    let picture_url = listed["items"][0]["images"][0].as_str().expect("a picture").to_owned();
+    let picture = client
+        .get(format!("{}{picture_url}", base.trim_end_matches("/v1")))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let mut form = b"--b0undary\r\nContent-Disposition: form-data; name=\"image\"; filename=\"p.png\"\r\nContent-Type: image/png\r\n\r\n".to_vec();
+    form.extend_from_slice(&picture);
+    form.extend_from_slice(b"\r\n--b0undary--\r\n");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let by_image = loop {
+        let r = client
+            .post(format!("{base}/search/image?limit=3"))
+            .header("content-type", "multipart/form-data; boundary=b0undary")
+            .body(form.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let v = r.json::<serde_json::Value>().await.unwrap_or_default();
+        if status == 200 {
+            break v;
+        }
+        assert!(status == 503 && Instant::now() < deadline, "{status}: {v}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(by_image["items"][0]["product_id"], product.as_str(), "{by_image}");
     // `up` trained a first fraud model on simulated traffic and promoted it.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

@@ -971,6 +971,8 @@ async fn setup(
 
     // What exists already (an earlier run with this seed made it).
     let mut existing: HashMap<String, (Uuid, String, i64)> = HashMap::new();
+    // Products that already have a picture.
+    let mut pictured: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
     let mut cursor: Option<String> = None;
     let anon = Caller {
         ip: local,
@@ -994,6 +996,9 @@ async fn setup(
                 p["category"].as_str(),
                 p["price"]["amount_minor"].as_i64(),
             ) {
+                if p["images"].as_array().is_some_and(|i| !i.is_empty()) {
+                    pictured.insert(id);
+                }
                 existing.insert(sku.to_owned(), (id, cat.to_owned(), price));
             }
         }
@@ -1060,6 +1065,34 @@ async fn setup(
                 (id, p.price.amount_minor, true)
             }
         };
+        if !pictured.contains(&id) {
+            // Its picture, for visual search (the same one `simulate --images` writes).
+            let png = crate::simulate::images::png(p, sim.cfg.seed)
+                .map_err(|e| HttpSimError::Setup(format!("drawing {sku}: {e}")))?;
+            let up = sim
+                .http
+                .post(format!("{}/v1/products/{id}/images", sim.cfg.base_url))
+                .bearer_auth(&vendor.token)
+                .header("x-forwarded-for", local)
+                .header("content-type", "image/png")
+                .body(png)
+                .send()
+                .await;
+            match up {
+                Ok(r) if r.status().as_u16() == 201 => {}
+                Ok(r) => {
+                    return Err(HttpSimError::Setup(format!(
+                        "uploading the picture of {sku}: HTTP {}",
+                        r.status()
+                    )));
+                }
+                Err(e) => {
+                    return Err(HttpSimError::Setup(format!(
+                        "uploading the picture of {sku}: {e}"
+                    )));
+                }
+            }
+        }
         let stock = if fresh {
             0
         } else {

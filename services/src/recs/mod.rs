@@ -30,15 +30,23 @@ pub struct Models {
     pub registry: Registry,
     current: RwLock<Option<Arc<Serving>>>,
     pub search: crate::search::Search,
+    pub images: crate::search::images::ImageSearch,
 }
 
 impl Models {
-    /// `dir` is the registry, `text_model` the sentence encoder's directory.
-    pub fn new(dir: impl Into<PathBuf>, text_model: impl Into<PathBuf>) -> Models {
+    /// `dir` is the registry, `text_model` the sentence encoder's directory, `image_model`
+    /// the image model's, `data_dir` where product images are stored.
+    pub fn new(
+        dir: impl Into<PathBuf>,
+        text_model: impl Into<PathBuf>,
+        image_model: impl Into<PathBuf>,
+        data_dir: impl Into<PathBuf>,
+    ) -> Models {
         Models {
             registry: Registry::new(dir.into()),
             current: RwLock::new(None),
             search: crate::search::Search::new(text_model),
+            images: crate::search::images::ImageSearch::new(image_model, data_dir),
         }
     }
 
@@ -119,6 +127,9 @@ pub async fn watch(
         }
         if let Err(e) = models.search.refresh(&pool).await {
             tracing::warn!(error = %e, "refreshing the search index failed");
+        }
+        if let Err(e) = models.images.refresh(&pool).await {
+            tracing::warn!(error = %e, "refreshing the image search index failed");
         }
         tokio::select! {
             _ = &mut stop => return,

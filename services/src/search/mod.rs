@@ -2,7 +2,9 @@
 //! blended, with category facets) and `GET /v1/search/suggest?q=` (autocomplete). The index
 //! is rebuilt from the catalogue in PostgreSQL when products change, embeddings by the
 //! all-MiniLM-L6-v2 encoder; without the encoder, search is full-text only and says so.
+//! `POST /v1/search/image` finds products by picture ([`images`]).
 
+pub mod images;
 pub mod routes;
 
 use std::path::PathBuf;

@@ -7,6 +7,7 @@ mod clickstream;
 mod commerce;
 mod fraud_review;
 mod gateway;
+mod images;
 mod live;
 mod openapi;
 mod people;

@@ -1,0 +1,180 @@
+//! Visual product search: `POST /v1/search/image` with a picture finds products whose images
+//! look like it. Every active product's images (uploaded through the catalogue, stored under
+//! the data dir) are embedded by EfficientNet-Lite0 and kept in an arroy cosine index,
+//! rebuilt when images or products change; embeddings of unchanged images are reused.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use ml::vision::ImageEncoder;
+use ml::vision::index::{ImageIndex, Item};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// The encoder, the current index and the embeddings computed so far.
+pub struct ImageSearch {
+    model_dir: PathBuf,
+    data_dir: PathBuf,
+    encoder: RwLock<Option<Arc<ImageEncoder>>>,
+    /// (catalogue fingerprint, index).
+    index: RwLock<Option<(String, Arc<ImageIndex>)>>,
+    /// Embedding per image id.
+    embeddings: RwLock<HashMap<Uuid, Arc<Vec<f32>>>>,
+    load_error: RwLock<Option<String>>,
+}
+
+fn ext_of(content_type: &str) -> &'static str {
+    if content_type == "image/jpeg" {
+        "jpg"
+    } else {
+        "png"
+    }
+}
+
+impl ImageSearch {
+    pub fn new(model_dir: impl Into<PathBuf>, data_dir: impl Into<PathBuf>) -> ImageSearch {
+        ImageSearch {
+            model_dir: model_dir.into(),
+            data_dir: data_dir.into(),
+            encoder: RwLock::new(None),
+            index: RwLock::new(None),
+            embeddings: RwLock::new(HashMap::new()),
+            load_error: RwLock::new(None),
+        }
+    }
+
+    pub fn encoder(&self) -> Option<Arc<ImageEncoder>> {
+        self.encoder.read().ok().and_then(|e| e.clone())
+    }
+
+    pub fn index(&self) -> Option<Arc<ImageIndex>> {
+        self.index
+            .read()
+            .ok()
+            .and_then(|i| i.as_ref().map(|(_, i)| i.clone()))
+    }
+
+    /// Why image search is off, if it is.
+    pub fn load_error(&self) -> Option<String> {
+        self.load_error.read().ok().and_then(|e| e.clone())
+    }
+
+    async fn load_encoder(&self) -> Result<(), String> {
+        if self.encoder().is_some() || self.load_error().is_some() {
+            return Ok(());
+        }
+        let dir = self.model_dir.clone();
+        match tokio::task::spawn_blocking(move || ImageEncoder::load(&dir))
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Ok(e) => {
+                if let Ok(mut slot) = self.encoder.write() {
+                    *slot = Some(Arc::new(e));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "image search off: the image model did not load");
+                if let Ok(mut slot) = self.load_error.write() {
+                    *slot = Some(e.to_string());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads the encoder once, and rebuilds the index when images or products changed.
+    pub async fn refresh(&self, pool: &PgPool) -> Result<(), String> {
+        self.load_encoder().await?;
+        let Some(encoder) = self.encoder() else {
+            return Ok(());
+        };
+        let (count, ids, changed): (
+            i64,
+            Option<String>,
+            Option<chrono::DateTime<chrono::Utc>>,
+        ) = sqlx::query_as(
+            "SELECT count(*), md5(string_agg(i.id::text, ',' ORDER BY i.id)), max(p.updated_at)
+             FROM catalog.images i JOIN catalog.products p ON p.id = i.product_id
+             WHERE p.status = 'active'",
+        )
+        .fetch_one(pool)
+        .await
+        .map_err(|e| e.to_string())?;
+        let fingerprint = format!("{count}/{ids:?}/{changed:?}");
+        let current = self
+            .index
+            .read()
+            .ok()
+            .and_then(|i| i.as_ref().map(|(f, _)| f.clone()));
+        if current.as_deref() == Some(fingerprint.as_str()) {
+            return Ok(());
+        }
+        let rows: Vec<(Uuid, Uuid, String, String)> = sqlx::query_as(
+            "SELECT i.id, i.product_id, i.content_type, p.category
+             FROM catalog.images i JOIN catalog.products p ON p.id = i.product_id
+             WHERE p.status = 'active' ORDER BY i.id",
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(|e| e.to_string())?;
+        let known = self.embeddings.read().map(|e| e.clone()).unwrap_or_default();
+        let data_dir = self.data_dir.clone();
+        let root = self.data_dir.join("image-index");
+        let built = tokio::task::spawn_blocking(move || {
+            let mut fresh = HashMap::new();
+            let mut items = Vec::with_capacity(rows.len());
+            let mut progress = ml::progress::Progress::new("image index", rows.len() as u64);
+            for (n, (image, product, content_type, category)) in rows.into_iter().enumerate() {
+                let vector = match known.get(&image) {
+                    Some(v) => v.clone(),
+                    None => {
+                        let path = data_dir
+                            .join("images")
+                            .join(product.to_string())
+                            .join(format!("{image}.{}", ext_of(&content_type)));
+                        let embedded = std::fs::read(&path)
+                            .map_err(|e| e.to_string())
+                            .and_then(|b| match encoder.embed_bytes(&b) {
+                                Ok(Ok(v)) => Ok(v),
+                                Ok(Err(r)) => Err(r.to_string()),
+                                Err(e) => Err(e.to_string()),
+                            });
+                        match embedded {
+                            Ok(v) => Arc::new(v),
+                            Err(e) => {
+                                // One unreadable file must not take image search down.
+                                tracing::warn!(%image, path = %path.display(), error = %e, "image left out of the index");
+                                continue;
+                            }
+                        }
+                    }
+                };
+                fresh.insert(image, vector.clone());
+                items.push(Item {
+                    image: image.to_string(),
+                    product: product.to_string(),
+                    category,
+                    vector: vector.as_ref().clone(),
+                });
+                progress.set(n as u64 + 1);
+            }
+            progress.finish();
+            let index = ImageIndex::build(&root, items, &mut |_, _| {});
+            index.map(|i| (i, fresh))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        let (index, fresh) = built;
+        tracing::info!(images = index.len(), "image search index rebuilt");
+        if let Ok(mut e) = self.embeddings.write() {
+            *e = fresh;
+        }
+        if let Ok(mut slot) = self.index.write() {
+            *slot = Some((fingerprint, Arc::new(index)));
+        }
+        Ok(())
+    }
+}
