@@ -952,7 +952,10 @@ async fn simulated_shoppers_over_http_leave_labelled_orders_in_the_services_and_
     let (status, listed) = get("/products?limit=1".into(), None).await;
     assert_eq!(status, 200, "{listed}");
     let product = listed["items"][0]["id"].as_str().unwrap().to_owned();
-    let picture_url = listed["items"][0]["images"][0].as_str().expect("a picture").to_owned();
+    let picture_url = listed["items"][0]["images"][0]
+        .as_str()
+        .expect("a picture")
+        .to_owned();
     let picture = client
         .get(format!("{}{picture_url}", base.trim_end_matches("/v1")))
         .send()
@@ -981,7 +984,11 @@ async fn simulated_shoppers_over_http_leave_labelled_orders_in_the_services_and_
         assert!(status == 503 && Instant::now() < deadline, "{status}: {v}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    assert_eq!(by_image["items"][0]["product_id"], product.as_str(), "{by_image}");
+    assert_eq!(
+        by_image["items"][0]["product_id"],
+        product.as_str(),
+        "{by_image}"
+    );
     // `up` trained a first fraud model on simulated traffic and promoted it.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

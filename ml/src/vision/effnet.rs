@@ -1,9 +1,11 @@
 //! EfficientNet-Lite0 (Tan & Le 2019; the "lite" variant: ReLU6, no squeeze-excitation,
 //! fixed stem and head) as a candle module, laid out like the `efficientnet_lite_pytorch`
-//! state dict. Batch norms are folded into the convolutions at load (inference only).
+//! state dict. Batch norms are folded into the convolutions at load (inference only). After
+//! the stem, maps are channels-last (NHWC): 1×1 convolutions are one matrix product each
+//! and the depthwise loop vectorises over channels.
 //! Convolutions pad like TensorFlow's "SAME" (asymmetric at stride 2), as the converted
-//! weights expect. 1×1 convolutions run as matrix products; depthwise convolutions as a
-//! custom CPU op (candle's grouped convolution runs one convolution per channel).
+//! weights expect. Depthwise convolutions are a custom CPU op (candle's grouped convolution
+//! runs one convolution per channel).
 
 use std::collections::HashMap;
 
@@ -56,38 +58,97 @@ fn fold(w: &mut HashMap<String, Tensor>, conv: &str, bn: &str) -> Result<(Tensor
     Ok((weight.contiguous()?, bias.contiguous()?))
 }
 
-/// 1×1 convolution + folded batch norm, as `W · X` per image.
+/// Adds a per-channel bias and optionally clamps to [0, 6], in one pass. `channels_last`:
+/// the channel is the last dimension (NHWC), else the second (NCHW).
+struct BiasAct {
+    bias: Vec<f32>,
+    relu6: bool,
+    channels_last: bool,
+}
+
+impl CustomOp1 for BiasAct {
+    fn name(&self) -> &'static str {
+        "bias-relu6"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(all) = storage else {
+            candle_core::bail!("bias on f32 only");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("bias needs a contiguous input");
+        };
+        let dims = layout.shape().dims();
+        let c = self.bias.len();
+        let act = |v: f32| if self.relu6 { v.clamp(0.0, 6.0) } else { v };
+        let mut out = all[start..end].to_vec();
+        if self.channels_last {
+            if dims.last() != Some(&c) {
+                candle_core::bail!("bias of {c} channels for shape {dims:?}");
+            }
+            for px in out.chunks_exact_mut(c) {
+                for (v, b) in px.iter_mut().zip(&self.bias) {
+                    *v = act(*v + b);
+                }
+            }
+        } else {
+            if dims.len() < 2 || dims[1] != c {
+                candle_core::bail!("bias of {c} channels for shape {dims:?}");
+            }
+            let plane: usize = dims[2..].iter().product();
+            for (i, chunk) in out.chunks_exact_mut(plane).enumerate() {
+                let b = self.bias[i % c];
+                chunk.iter_mut().for_each(|v| *v = act(*v + b));
+            }
+        }
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+/// 1×1 convolution + folded batch norm (+ ReLU6) on channels-last maps: `X · Wᵀ`.
 struct Pointwise {
-    /// [out, in]
-    weight: Tensor,
-    /// [out, 1]
-    bias: Tensor,
+    /// [in, out]
+    weight_t: Tensor,
+    bias: BiasAct,
 }
 
 impl Pointwise {
-    fn load(w: &mut HashMap<String, Tensor>, conv: &str, bn: &str) -> Result<Self, Error> {
+    fn load(
+        w: &mut HashMap<String, Tensor>,
+        conv: &str,
+        bn: &str,
+        relu6: bool,
+    ) -> Result<Self, Error> {
         let (weight, bias) = fold(w, conv, bn)?;
         let (o, i) = (weight.dim(0)?, weight.dim(1)?);
         Ok(Pointwise {
-            weight: weight.reshape((o, i))?,
-            bias: bias.reshape((o, 1))?,
+            weight_t: weight.reshape((o, i))?.t()?.contiguous()?,
+            bias: BiasAct {
+                bias: bias.to_vec1()?,
+                relu6,
+                channels_last: true,
+            },
         })
     }
 
+    /// `[n, h, w, in]` → `[n, h, w, out]`.
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (n, c, h, w) = x.dims4()?;
-        let flat = x.reshape((n, c, h * w))?;
-        let y = self
-            .weight
-            .broadcast_matmul(&flat)?
-            .broadcast_add(&self.bias)?;
-        y.reshape((n, self.weight.dim(0)?, h, w))
+        let (n, h, w, c) = x.dims4()?;
+        let y = x.reshape((n * h * w, c))?.matmul(&self.weight_t)?;
+        y.apply_op1_no_bwd(&self.bias)?
+            .reshape((n, h, w, self.weight_t.dim(1)?))
     }
 }
 
-/// Depthwise k×k convolution (one filter per channel) + folded batch norm, "SAME" padding.
+/// Depthwise k×k convolution (one filter per channel) + folded batch norm + ReLU6, "SAME"
+/// padding, on channels-last maps: the innermost loop runs over channels (contiguous, so
+/// vectorised), output rows run in parallel.
 struct Depthwise {
-    /// [channels, k, k], contiguous.
+    /// [k·k, channels]: the taps of all channels for each kernel position.
     weight: Vec<f32>,
     bias: Vec<f32>,
     kernel: usize,
@@ -103,6 +164,9 @@ impl Depthwise {
         stride: usize,
     ) -> Result<Self, Error> {
         let (weight, bias) = fold(w, conv, bn)?;
+        let c = weight.dim(0)?;
+        // [c, 1, k, k] → [k·k, c]
+        let weight = weight.reshape((c, kernel * kernel))?.t()?.contiguous()?;
         Ok(Depthwise {
             weight: weight.flatten_all()?.to_vec1()?,
             bias: bias.to_vec1()?,
@@ -114,7 +178,7 @@ impl Depthwise {
 
 impl CustomOp1 for Depthwise {
     fn name(&self) -> &'static str {
-        "depthwise-conv-same"
+        "depthwise-conv-same-nhwc"
     }
 
     fn cpu_fwd(
@@ -129,7 +193,7 @@ impl CustomOp1 for Depthwise {
             candle_core::bail!("depthwise convolution needs a contiguous input");
         };
         let input = &all[start..end];
-        let (n, c, h, w) = layout.shape().dims4()?;
+        let (n, h, w, c) = layout.shape().dims4()?;
         let (k, s) = (self.kernel, self.stride);
         if self.bias.len() != c {
             candle_core::bail!("depthwise: {c} channels, weights for {}", self.bias.len());
@@ -137,54 +201,40 @@ impl CustomOp1 for Depthwise {
         let (oh, ow) = (h.div_ceil(s), w.div_ceil(s));
         let (top, _) = same_pad(h, k, s);
         let (left, _) = same_pad(w, k, s);
-        let mut out = vec![0f32; n * c * oh * ow];
-        for (plane, out_plane) in out.chunks_exact_mut(oh * ow).enumerate() {
-            let ch = plane % c;
-            let src = &input[plane * h * w..(plane + 1) * h * w];
-            let filter = &self.weight[ch * k * k..(ch + 1) * k * k];
-            out_plane.fill(self.bias[ch]);
-            for kx in 0..k {
-                if kx >= w + left {
-                    continue; // the whole column lies in the padding
+        let mut out = vec![0f32; n * oh * ow * c];
+        use rayon::prelude::*;
+        out.par_chunks_mut(ow * c)
+            .enumerate()
+            .for_each(|(row, out_row)| {
+                let (img, oy) = (row / oh, row % oh);
+                let src = &input[img * h * w * c..(img + 1) * h * w * c];
+                for px in out_row.chunks_exact_mut(c) {
+                    px.copy_from_slice(&self.bias);
                 }
-                // Output columns whose input column ox·s + kx − left is inside the image.
-                let first = left.saturating_sub(kx).div_ceil(s);
-                let last = (w + left).saturating_sub(kx + 1) / s; // inclusive
-                if first > last.min(ow - 1) {
-                    continue;
-                }
-                let last = last.min(ow - 1);
                 for ky in 0..k {
-                    let f = filter[ky * k + kx];
-                    for oy in 0..oh {
-                        let iy = (oy * s + ky) as isize - top as isize;
-                        if iy < 0 || iy >= h as isize {
-                            continue;
-                        }
-                        let row = &src[iy as usize * w..(iy as usize + 1) * w];
-                        let dst = &mut out_plane[oy * ow..(oy + 1) * ow];
-                        let base = kx as isize - left as isize;
-                        if s == 1 {
-                            let lo = (first as isize + base) as usize;
-                            let len = last + 1 - first;
-                            for (d, x) in dst[first..=last].iter_mut().zip(&row[lo..lo + len]) {
-                                *d += f * x;
+                    let iy = (oy * s + ky) as isize - top as isize;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    let in_row = &src[iy as usize * w * c..(iy as usize + 1) * w * c];
+                    for kx in 0..k {
+                        let taps = &self.weight[(ky * k + kx) * c..(ky * k + kx + 1) * c];
+                        for (ox, px) in out_row.chunks_exact_mut(c).enumerate() {
+                            let ix = (ox * s + kx) as isize - left as isize;
+                            if ix < 0 || ix >= w as isize {
+                                continue;
                             }
-                        } else {
-                            for (ox, d) in dst.iter_mut().enumerate().take(last + 1).skip(first) {
-                                *d += f * row[((ox * s) as isize + base) as usize];
+                            let from = &in_row[ix as usize * c..(ix as usize + 1) * c];
+                            for ((o, x), t) in px.iter_mut().zip(from).zip(taps) {
+                                *o += x * t;
                             }
                         }
                     }
                 }
-            }
-        }
-        Ok((CpuStorage::F32(out), Shape::from((n, c, oh, ow))))
+                out_row.iter_mut().for_each(|v| *v = v.clamp(0.0, 6.0));
+            });
+        Ok((CpuStorage::F32(out), Shape::from((n, oh, ow, c))))
     }
-}
-
-fn relu6(x: &Tensor) -> candle_core::Result<Tensor> {
-    x.clamp(0f32, 6f32)
 }
 
 /// One mobile inverted bottleneck (MBConv) block.
@@ -198,10 +248,10 @@ struct Block {
 impl Block {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let mut y = match &self.expand {
-            Some(e) => relu6(&e.forward(x)?)?,
+            Some(e) => e.forward(x)?,
             None => x.clone(),
         };
-        y = relu6(&y.contiguous()?.apply_op1_no_bwd(&self.depthwise)?)?;
+        y = y.contiguous()?.apply_op1_no_bwd(&self.depthwise)?;
         y = self.project.forward(&y)?;
         if self.residual {
             y = (y + x)?;
@@ -212,8 +262,8 @@ impl Block {
 
 /// The network, ready for inference on CPU.
 pub struct EfficientNetLite0 {
-    /// [32, 3, 3, 3] and [32] (folded).
-    stem: (Tensor, Tensor),
+    /// The folded stem kernel as [27, 32] and its bias, ReLU6.
+    stem: (Tensor, BiasAct),
     blocks: Vec<Block>,
     head: Pointwise,
     /// [1000, 1280] and [1000].
@@ -223,7 +273,16 @@ pub struct EfficientNetLite0 {
 impl EfficientNetLite0 {
     /// Builds the network from the state dict's tensors (names as in the PyTorch model).
     pub fn from_tensors(mut w: HashMap<String, Tensor>) -> Result<Self, Error> {
-        let stem = fold(&mut w, "_conv_stem", "_bn0")?;
+        let (stem_w, stem_b) = fold(&mut w, "_conv_stem", "_bn0")?;
+        // [32, 3, 3, 3] → [27, 32], rows in (channel, ky, kx) order like the patches.
+        let stem = (
+            stem_w.reshape((stem_w.dim(0)?, ()))?.t()?.contiguous()?,
+            BiasAct {
+                bias: stem_b.to_vec1()?,
+                relu6: true,
+                channels_last: true,
+            },
+        );
         let mut blocks = Vec::new();
         for (repeats, k, stride, expand, input, output) in STAGES {
             for r in 0..repeats {
@@ -232,7 +291,12 @@ impl EfficientNetLite0 {
                 let (inp, s) = if r == 0 { (input, stride) } else { (output, 1) };
                 let expand = (expand != 1)
                     .then(|| {
-                        Pointwise::load(&mut w, &format!("{p}._expand_conv"), &format!("{p}._bn0"))
+                        Pointwise::load(
+                            &mut w,
+                            &format!("{p}._expand_conv"),
+                            &format!("{p}._bn0"),
+                            true,
+                        )
                     })
                     .transpose()?;
                 let depthwise = Depthwise::load(
@@ -242,8 +306,12 @@ impl EfficientNetLite0 {
                     k,
                     s,
                 )?;
-                let project =
-                    Pointwise::load(&mut w, &format!("{p}._project_conv"), &format!("{p}._bn2"))?;
+                let project = Pointwise::load(
+                    &mut w,
+                    &format!("{p}._project_conv"),
+                    &format!("{p}._bn2"),
+                    false,
+                )?;
                 blocks.push(Block {
                     expand,
                     depthwise,
@@ -252,7 +320,7 @@ impl EfficientNetLite0 {
                 });
             }
         }
-        let head = Pointwise::load(&mut w, "_conv_head", "_bn1")?;
+        let head = Pointwise::load(&mut w, "_conv_head", "_bn1", true)?;
         let fc =
             candle_nn::Linear::new(take(&mut w, "_fc.weight")?, Some(take(&mut w, "_fc.bias")?));
         Ok(EfficientNetLite0 {
@@ -263,24 +331,60 @@ impl EfficientNetLite0 {
         })
     }
 
-    /// The stem's output (after its activation), for checking the first layer alone.
+    /// The stem's output (after its activation), channel-major `[n, 32, H/2, W/2]`, for
+    /// checking the first layer alone.
     pub fn stem(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (_, _, h, w) = x.dims4()?;
-        let (t, b) = same_pad(h, 3, 2);
-        let (l, r) = same_pad(w, 3, 2);
-        let x = x.pad_with_zeros(2, t, b)?.pad_with_zeros(3, l, r)?;
-        let y = x.conv2d(&self.stem.0, 0, 2, 1, 1)?;
-        relu6(&y.broadcast_add(&self.stem.1.reshape((1, (), 1, 1))?)?)
+        self.stem_nhwc(x)?.permute((0, 3, 1, 2))
+    }
+
+    /// The stem as one matrix product: 3×3 stride-2 patches of the channel-major input
+    /// (zero outside, "SAME" padding) times the folded kernel, channels-last out.
+    fn stem_nhwc(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        let (oh, ow) = (h.div_ceil(2), w.div_ceil(2));
+        let (top, _) = same_pad(h, 3, 2);
+        let (left, _) = same_pad(w, 3, 2);
+        let input: Vec<f32> = x.flatten_all()?.to_vec1()?;
+        let cols = c * 9;
+        let mut patches = vec![0f32; n * oh * ow * cols];
+        for img in 0..n {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let at = ((img * oh + oy) * ow + ox) * cols;
+                    let patch = &mut patches[at..at + cols];
+                    for ch in 0..c {
+                        for ky in 0..3 {
+                            let iy = (oy * 2 + ky) as isize - top as isize;
+                            if iy < 0 || iy >= h as isize {
+                                continue;
+                            }
+                            for kx in 0..3 {
+                                let ix = (ox * 2 + kx) as isize - left as isize;
+                                if ix < 0 || ix >= w as isize {
+                                    continue;
+                                }
+                                patch[ch * 9 + ky * 3 + kx] =
+                                    input[((img * c + ch) * h + iy as usize) * w + ix as usize];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let patches = Tensor::from_vec(patches, (n * oh * ow, cols), &Device::Cpu)?;
+        let y = patches
+            .matmul(&self.stem.0)?
+            .apply_op1_no_bwd(&self.stem.1)?;
+        y.reshape((n, oh, ow, self.stem.0.dim(1)?))
     }
 
     /// Pooled 1280-wide features of normalised images `[n, 3, H, W]` (before the classifier).
     pub fn features(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let mut y = self.stem(x)?;
+        let mut y = self.stem_nhwc(x)?;
         for b in &self.blocks {
             y = b.forward(&y)?;
         }
-        let y = relu6(&self.head.forward(&y)?)?;
-        y.mean((2, 3))
+        self.head.forward(&y)?.mean((1, 2))
     }
 
     /// ImageNet logits from pooled features.
@@ -306,7 +410,8 @@ mod tests {
         assert_eq!(same_pad(7, 1, 1), (0, 0));
     }
 
-    /// The custom depthwise op equals candle's grouped convolution on explicitly padded input.
+    /// The custom depthwise op equals candle's grouped convolution on explicitly padded input,
+    /// then ReLU6.
     #[test]
     fn depthwise_equals_grouped_convolution() {
         let dev = Device::Cpu;
@@ -316,12 +421,25 @@ mod tests {
             let weight = Tensor::randn(0f32, 1., (c, 1, k, k), &dev).unwrap();
             let bias: Vec<f32> = (0..c).map(|i| i as f32 * 0.1).collect();
             let op = Depthwise {
-                weight: weight.flatten_all().unwrap().to_vec1().unwrap(),
+                weight: weight
+                    .reshape((c, k * k))
+                    .unwrap()
+                    .t()
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap(),
                 bias: bias.clone(),
                 kernel: k,
                 stride: s,
             };
-            let got = x.apply_op1_no_bwd(&op).unwrap();
+            let nhwc = x.permute((0, 2, 3, 1)).unwrap().contiguous().unwrap();
+            let got = nhwc
+                .apply_op1_no_bwd(&op)
+                .unwrap()
+                .permute((0, 3, 1, 2))
+                .unwrap();
             let (t, b) = same_pad(h, k, s);
             let (l, r) = same_pad(w, k, s);
             let padded = x
@@ -338,6 +456,8 @@ mod tests {
                         .reshape((1, c, 1, 1))
                         .unwrap(),
                 )
+                .unwrap()
+                .clamp(0f32, 6f32)
                 .unwrap();
             assert_eq!(got.dims(), want.dims(), "k{k} s{s} {h}x{w}");
             let diff = (got - want)
@@ -351,6 +471,75 @@ mod tests {
                 .to_scalar::<f32>()
                 .unwrap();
             assert!(diff < 1e-4, "k{k} s{s} {h}x{w}: {diff}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// Where an embedding's time goes (run by hand in release: `-- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn where_the_time_goes() {
+        let dir = std::path::PathBuf::from(std::env::var("HOME").unwrap())
+            .join(".cache/shopstream/models/efficientnet-lite0");
+        let path = crate::vision::convert(&dir).unwrap();
+        let net = EfficientNetLite0::from_tensors(
+            candle_core::safetensors::load(&path, &Device::Cpu).unwrap(),
+        )
+        .unwrap();
+        let x = Tensor::randn(0f32, 1., (1, 3, 224, 224), &Device::Cpu).unwrap();
+        let mut t = [Duration::ZERO; 5];
+        for _ in 0..20 {
+            let s = Instant::now();
+            let mut y = net.stem_nhwc(&x).unwrap();
+            t[0] += s.elapsed();
+            for b in &net.blocks {
+                let s = Instant::now();
+                let mut z = match &b.expand {
+                    Some(e) => e.forward(&y).unwrap(),
+                    None => y.clone(),
+                };
+                t[1] += s.elapsed();
+                let s = Instant::now();
+                z = z
+                    .contiguous()
+                    .unwrap()
+                    .apply_op1_no_bwd(&b.depthwise)
+                    .unwrap();
+                t[2] += s.elapsed();
+                let s = Instant::now();
+                z = b.project.forward(&z).unwrap();
+                if b.residual {
+                    z = (z + &y).unwrap();
+                }
+                t[3] += s.elapsed();
+                y = z;
+            }
+            let s = Instant::now();
+            let _ = net.head.forward(&y).unwrap().mean((1, 2)).unwrap();
+            t[4] += s.elapsed();
+        }
+        let img = image::RgbImage::from_fn(128, 128, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let mut png = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut png, image::ImageFormat::Png).unwrap();
+        let s = Instant::now();
+        for _ in 0..20 {
+            let d = crate::vision::decode(png.get_ref()).unwrap();
+            std::hint::black_box(crate::vision::preprocess(&d));
+        }
+        println!(
+            "decode+resize {:.2} ms",
+            s.elapsed().as_secs_f64() * 1e3 / 20.0
+        );
+        for (name, d) in ["stem", "expand", "depthwise", "project", "head"]
+            .iter()
+            .zip(t)
+        {
+            println!("{name:>10} {:.2} ms", d.as_secs_f64() * 1e3 / 20.0);
         }
     }
 }

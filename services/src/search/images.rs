@@ -90,18 +90,15 @@ impl ImageSearch {
         let Some(encoder) = self.encoder() else {
             return Ok(());
         };
-        let (count, ids, changed): (
-            i64,
-            Option<String>,
-            Option<chrono::DateTime<chrono::Utc>>,
-        ) = sqlx::query_as(
-            "SELECT count(*), md5(string_agg(i.id::text, ',' ORDER BY i.id)), max(p.updated_at)
+        let (count, ids, changed): (i64, Option<String>, Option<chrono::DateTime<chrono::Utc>>) =
+            sqlx::query_as(
+                "SELECT count(*), md5(string_agg(i.id::text, ',' ORDER BY i.id)), max(p.updated_at)
              FROM catalog.images i JOIN catalog.products p ON p.id = i.product_id
              WHERE p.status = 'active'",
-        )
-        .fetch_one(pool)
-        .await
-        .map_err(|e| e.to_string())?;
+            )
+            .fetch_one(pool)
+            .await
+            .map_err(|e| e.to_string())?;
         let fingerprint = format!("{count}/{ids:?}/{changed:?}");
         let current = self
             .index
@@ -119,7 +116,11 @@ impl ImageSearch {
         .fetch_all(pool)
         .await
         .map_err(|e| e.to_string())?;
-        let known = self.embeddings.read().map(|e| e.clone()).unwrap_or_default();
+        let known = self
+            .embeddings
+            .read()
+            .map(|e| e.clone())
+            .unwrap_or_default();
         let data_dir = self.data_dir.clone();
         let root = self.data_dir.join("image-index");
         let built = tokio::task::spawn_blocking(move || {

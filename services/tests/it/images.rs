@@ -96,7 +96,10 @@ async fn image_search_finds_products_by_picture_and_refuses_bad_uploads(pool: Pg
     let picture = |i: usize| images::png(&products[i], 4).unwrap();
 
     let r = app
-        .raw(query("/v1/search/image", form("image", "image/png", &picture(2))))
+        .raw(query(
+            "/v1/search/image",
+            form("image", "image/png", &picture(2)),
+        ))
         .await;
     assert_eq!(
         r.status,
@@ -109,7 +112,10 @@ async fn image_search_finds_products_by_picture_and_refuses_bad_uploads(pool: Pg
 
     // A product's own picture finds it first; results are products with their image URL.
     let r = app
-        .raw(query("/v1/search/image", form("image", "image/png", &picture(2))))
+        .raw(query(
+            "/v1/search/image",
+            form("image", "image/png", &picture(2)),
+        ))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     assert_eq!(r.json["indexed_images"], 20);
@@ -118,10 +124,18 @@ async fn image_search_finds_products_by_picture_and_refuses_bad_uploads(pool: Pg
     assert_eq!(items[0]["product_id"], ids[2].as_str());
     assert!(items[0]["similarity"].as_f64().unwrap() > 0.999);
     let url = items[0]["image_url"].as_str().unwrap();
-    assert!(url.starts_with(&format!("/v1/products/{}/images/", ids[2])), "{url}");
-    assert_eq!(app.call(Method::GET, url, None, None).await.status, StatusCode::OK);
-    let products_found: std::collections::HashSet<_> =
-        items.iter().map(|i| i["product_id"].as_str().unwrap()).collect();
+    assert!(
+        url.starts_with(&format!("/v1/products/{}/images/", ids[2])),
+        "{url}"
+    );
+    assert_eq!(
+        app.call(Method::GET, url, None, None).await.status,
+        StatusCode::OK
+    );
+    let products_found: std::collections::HashSet<_> = items
+        .iter()
+        .map(|i| i["product_id"].as_str().unwrap())
+        .collect();
     assert_eq!(products_found.len(), items.len(), "each product once");
 
     // Category filter and limit.
@@ -139,17 +153,26 @@ async fn image_search_finds_products_by_picture_and_refuses_bad_uploads(pool: Pg
 
     // Bad input: clear 4xx problems.
     let r = app
-        .raw(query("/v1/search/image?limit=0", form("image", "image/png", &picture(2))))
+        .raw(query(
+            "/v1/search/image?limit=0",
+            form("image", "image/png", &picture(2)),
+        ))
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(error_fields(&r.json), ["limit"]);
     let r = app
-        .raw(query("/v1/search/image", form("photo", "image/png", &picture(2))))
+        .raw(query(
+            "/v1/search/image",
+            form("photo", "image/png", &picture(2)),
+        ))
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.json);
     assert_eq!(error_fields(&r.json), ["image"]);
     let r = app
-        .raw(query("/v1/search/image", form("image", "image/gif", b"GIF89a....")))
+        .raw(query(
+            "/v1/search/image",
+            form("image", "image/gif", b"GIF89a...."),
+        ))
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.json);
     assert_eq!(error_fields(&r.json), ["image"]);
@@ -160,9 +183,19 @@ async fn image_search_finds_products_by_picture_and_refuses_bad_uploads(pool: Pg
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.json);
     let r = app
-        .call(Method::POST, "/v1/search/image", Some(json!({"image": "x"})), None)
+        .call(
+            Method::POST,
+            "/v1/search/image",
+            Some(json!({"image": "x"})),
+            None,
+        )
         .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "not multipart: {}", r.json);
+    assert_eq!(
+        r.status,
+        StatusCode::BAD_REQUEST,
+        "not multipart: {}",
+        r.json
+    );
     let big = vec![0u8; (5 << 20) + 1];
     let r = app
         .raw(query("/v1/search/image", form("image", "image/png", &big)))
@@ -207,7 +240,10 @@ async fn image_search_finds_products_by_picture_and_refuses_bad_uploads(pool: Pg
     .unwrap();
     app.models.images.refresh(&pool).await.unwrap();
     let r = app
-        .raw(query("/v1/search/image?limit=50", form("image", "image/png", &images::png(p, 4).unwrap())))
+        .raw(query(
+            "/v1/search/image?limit=50",
+            form("image", "image/png", &images::png(p, 4).unwrap()),
+        ))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     assert_eq!(r.json["indexed_images"], 20);
