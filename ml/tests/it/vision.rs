@@ -211,7 +211,7 @@ fn bad_images_are_rejected_with_the_reason() {
     }
     // A wide image is resized on its short side and centre-cropped.
     let wide = vision::decode(&png(448, 224, |x, _| {
-        if x < 112 || x >= 336 {
+        if !(112..336).contains(&x) {
             [255, 0, 0]
         } else {
             [0, 0, 255]
