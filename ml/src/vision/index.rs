@@ -14,8 +14,10 @@ use serde::Serialize;
 
 use crate::Error;
 
-/// How many more tree nodes than arroy's default a query inspects.
-const OVERSAMPLING: usize = 16;
+/// How many more tree nodes than arroy's default a query inspects. At 4, recall@10 against
+/// exact search was 1.0 on 5,000 simulator pictures with the lookup's p99 at 8.7 ms; at 16
+/// the whole query's p50 was ~7 ms higher (`shopstream bench ml --images-only --images 5000`).
+const OVERSAMPLING: usize = 4;
 
 /// One indexed image.
 #[derive(Debug, Clone)]
