@@ -71,6 +71,24 @@ fn fs_err(path: &Path, e: std::io::Error) -> Error {
     Error::Io(format!("{}: {e}", path.display()))
 }
 
+/// Checks that a pinned file exists and has the sha256 `want`; `missing` says how to get it.
+pub fn check_pinned(path: &Path, want: &str, missing: &str) -> Result<(), Error> {
+    if !path.exists() {
+        return Err(Error::Io(format!(
+            "{} is missing: {missing}",
+            path.display()
+        )));
+    }
+    let got = sha256_file(path)?;
+    if got != want {
+        return Err(Error::Integrity(format!(
+            "{} has sha256 {got}, expected {want}",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// sha256 of a file, hex.
 pub fn sha256_file(path: &Path) -> Result<String, Error> {
     let mut f = std::fs::File::open(path).map_err(|e| fs_err(path, e))?;

@@ -46,21 +46,12 @@ impl TextEncoder {
             (MODEL_FILE, MODEL_SHA256),
             (TOKENIZER_FILE, TOKENIZER_SHA256),
         ] {
-            let path = dir.join(file);
-            if !path.exists() {
-                return Err(Error::Io(format!(
-                    "{} is missing: the text model is fetched by scripts/up.sh and scripts/test.sh \
-                     (ensure_text_model), or set SHOPSTREAM_TEXT_MODEL_DIR",
-                    path.display()
-                )));
-            }
-            let got = crate::registry::sha256_file(&path)?;
-            if got != want {
-                return Err(Error::Integrity(format!(
-                    "{} has sha256 {got}, expected {want}",
-                    path.display()
-                )));
-            }
+            crate::registry::check_pinned(
+                &dir.join(file),
+                want,
+                "the text model is fetched by scripts/up.sh and scripts/test.sh \
+                 (ensure_text_model), or set SHOPSTREAM_TEXT_MODEL_DIR",
+            )?;
         }
         let config_path = dir.join("config.json");
         let config: Config = serde_json::from_slice(

@@ -70,7 +70,7 @@ pub(crate) struct Stats {
     pub errors: usize,
 }
 
-fn stats(mut lat: Vec<Duration>, elapsed: Duration, errors: usize) -> Stats {
+pub(crate) fn stats(mut lat: Vec<Duration>, elapsed: Duration, errors: usize) -> Stats {
     lat.sort();
     let pick = |q: f64| {
         lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1)))

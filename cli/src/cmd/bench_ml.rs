@@ -334,6 +334,18 @@ async fn print_images(cfg: &Config, args: &MlArgs) -> anyhow::Result<()> {
         img.queries,
         img.knn_p99.as_secs_f64() * 1e3
     );
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let p = img.profile;
+    println!(
+        "{:<30} {:>12}  stem {:.2} ms, expand 1x1 {:.2} ms, depthwise {:.2} ms, project 1x1 {:.2} ms, head {:.2} ms",
+        "network, per picture",
+        "",
+        ms(p.stem),
+        ms(p.expand),
+        ms(p.depthwise),
+        ms(p.project),
+        ms(p.head)
+    );
     println!("{:<30} {:>12.3}", "arroy recall@10 vs exact", img.recall);
     println!(
         "{:<30} {:>12.3}  (top 10: {:.3}; chance {:.3})",
@@ -358,6 +370,8 @@ struct ImageFigures {
     p99: Duration,
     /// The index lookup alone.
     knn_p99: Duration,
+    /// The network's time per kind of layer.
+    profile: ml::vision::effnet::Profile,
     recall: f64,
     top1_same: f64,
     top10_same: f64,
@@ -435,10 +449,10 @@ async fn bench_images(
             top10 += hits.iter().filter(|h| h.category == p.category).count();
             shown += hits.len();
         }
-        lat.sort();
-        knn.sort();
-        let pct = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
-        let knn_p99 = knn[((knn.len() as f64 * 0.99) as usize).min(knn.len() - 1)];
+        let asked = lat.len();
+        let query = crate::cmd::bench::stats(lat, Duration::ZERO, 0);
+        let lookup = crate::cmd::bench::stats(knn, Duration::ZERO, 0);
+        let profile = enc.profile(20)?;
         let mut per_cat: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
         for p in &world {
             *per_cat.entry(p.category).or_default() += 1;
@@ -448,12 +462,13 @@ async fn bench_images(
         Ok(ImageFigures {
             embed_secs,
             index_secs,
-            queries: lat.len(),
-            p50: pct(0.50),
-            p99: pct(0.99),
-            knn_p99,
-            recall: recall as f64 / (lat.len() * 10) as f64,
-            top1_same: top1 as f64 / lat.len() as f64,
+            queries: asked,
+            p50: query.p50,
+            p99: query.p99,
+            knn_p99: lookup.p99,
+            profile,
+            recall: recall as f64 / (asked * 10) as f64,
+            top1_same: top1 as f64 / asked as f64,
             top10_same: top10 as f64 / shown.max(1) as f64,
             chance,
         })

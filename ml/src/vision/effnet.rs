@@ -8,6 +8,7 @@
 //! runs one convolution per channel).
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Module, Shape, Tensor};
 
@@ -58,6 +59,21 @@ fn fold(w: &mut HashMap<String, Tensor>, conv: &str, bn: &str) -> Result<(Tensor
     Ok((weight.contiguous()?, bias.contiguous()?))
 }
 
+/// The f32 values of a contiguous CPU tensor (what the custom ops accept).
+fn contiguous_f32<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(all) = storage else {
+        candle_core::bail!("{op} on f32 only");
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op} needs a contiguous input");
+    };
+    Ok(&all[start..end])
+}
+
 /// Adds a per-channel bias and optionally clamps to [0, 6], in one pass. `channels_last`:
 /// the channel is the last dimension (NHWC), else the second (NCHW).
 struct BiasAct {
@@ -76,16 +92,11 @@ impl CustomOp1 for BiasAct {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(all) = storage else {
-            candle_core::bail!("bias on f32 only");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("bias needs a contiguous input");
-        };
+        let input = contiguous_f32(storage, layout, "bias")?;
         let dims = layout.shape().dims();
         let c = self.bias.len();
         let act = |v: f32| if self.relu6 { v.clamp(0.0, 6.0) } else { v };
-        let mut out = all[start..end].to_vec();
+        let mut out = input.to_vec();
         if self.channels_last {
             if dims.last() != Some(&c) {
                 candle_core::bail!("bias of {c} channels for shape {dims:?}");
@@ -186,13 +197,7 @@ impl CustomOp1 for Depthwise {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(all) = storage else {
-            candle_core::bail!("depthwise convolution on f32 only");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("depthwise convolution needs a contiguous input");
-        };
-        let input = &all[start..end];
+        let input = contiguous_f32(storage, layout, "depthwise convolution")?;
         let (n, h, w, c) = layout.shape().dims4()?;
         let (k, s) = (self.kernel, self.stride);
         if self.bias.len() != c {
@@ -245,18 +250,37 @@ struct Block {
     residual: bool,
 }
 
+/// Where one forward pass spent its time, by kind of layer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Profile {
+    pub stem: Duration,
+    pub expand: Duration,
+    pub depthwise: Duration,
+    pub project: Duration,
+    pub head: Duration,
+}
+
+/// Runs `f`, adding its time to `into`.
+fn timed<T>(into: &mut Duration, f: impl FnOnce() -> T) -> T {
+    let t = Instant::now();
+    let r = f();
+    *into += t.elapsed();
+    r
+}
+
 impl Block {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let mut y = match &self.expand {
-            Some(e) => e.forward(x)?,
-            None => x.clone(),
-        };
-        y = y.contiguous()?.apply_op1_no_bwd(&self.depthwise)?;
-        y = self.project.forward(&y)?;
-        if self.residual {
-            y = (y + x)?;
-        }
-        Ok(y)
+    fn forward(&self, x: &Tensor, p: &mut Profile) -> candle_core::Result<Tensor> {
+        let y = timed(&mut p.expand, || match &self.expand {
+            Some(e) => e.forward(x),
+            None => Ok(x.clone()),
+        })?;
+        let y = timed(&mut p.depthwise, || {
+            y.contiguous()?.apply_op1_no_bwd(&self.depthwise)
+        })?;
+        timed(&mut p.project, || {
+            let y = self.project.forward(&y)?;
+            if self.residual { y + x } else { Ok(y) }
+        })
     }
 }
 
@@ -380,11 +404,16 @@ impl EfficientNetLite0 {
 
     /// Pooled 1280-wide features of normalised images `[n, 3, H, W]` (before the classifier).
     pub fn features(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let mut y = self.stem_nhwc(x)?;
+        self.features_profiled(x, &mut Profile::default())
+    }
+
+    /// [`features`](Self::features), adding the time of each kind of layer to `p`.
+    pub fn features_profiled(&self, x: &Tensor, p: &mut Profile) -> candle_core::Result<Tensor> {
+        let mut y = timed(&mut p.stem, || self.stem_nhwc(x))?;
         for b in &self.blocks {
-            y = b.forward(&y)?;
+            y = b.forward(&y, p)?;
         }
-        self.head.forward(&y)?.mean((1, 2))
+        timed(&mut p.head, || self.head.forward(&y)?.mean((1, 2)))
     }
 
     /// ImageNet logits from pooled features.
@@ -471,75 +500,6 @@ mod tests {
                 .to_scalar::<f32>()
                 .unwrap();
             assert!(diff < 1e-4, "k{k} s{s} {h}x{w}: {diff}");
-        }
-    }
-}
-
-#[cfg(test)]
-mod timing {
-    use super::*;
-    use std::time::{Duration, Instant};
-
-    /// Where an embedding's time goes (run by hand in release: `-- --ignored --nocapture`).
-    #[test]
-    #[ignore]
-    fn where_the_time_goes() {
-        let dir = std::path::PathBuf::from(std::env::var("HOME").unwrap())
-            .join(".cache/shopstream/models/efficientnet-lite0");
-        let path = crate::vision::convert(&dir).unwrap();
-        let net = EfficientNetLite0::from_tensors(
-            candle_core::safetensors::load(&path, &Device::Cpu).unwrap(),
-        )
-        .unwrap();
-        let x = Tensor::randn(0f32, 1., (1, 3, 224, 224), &Device::Cpu).unwrap();
-        let mut t = [Duration::ZERO; 5];
-        for _ in 0..20 {
-            let s = Instant::now();
-            let mut y = net.stem_nhwc(&x).unwrap();
-            t[0] += s.elapsed();
-            for b in &net.blocks {
-                let s = Instant::now();
-                let mut z = match &b.expand {
-                    Some(e) => e.forward(&y).unwrap(),
-                    None => y.clone(),
-                };
-                t[1] += s.elapsed();
-                let s = Instant::now();
-                z = z
-                    .contiguous()
-                    .unwrap()
-                    .apply_op1_no_bwd(&b.depthwise)
-                    .unwrap();
-                t[2] += s.elapsed();
-                let s = Instant::now();
-                z = b.project.forward(&z).unwrap();
-                if b.residual {
-                    z = (z + &y).unwrap();
-                }
-                t[3] += s.elapsed();
-                y = z;
-            }
-            let s = Instant::now();
-            let _ = net.head.forward(&y).unwrap().mean((1, 2)).unwrap();
-            t[4] += s.elapsed();
-        }
-        let img = image::RgbImage::from_fn(128, 128, |x, y| image::Rgb([x as u8, y as u8, 7]));
-        let mut png = std::io::Cursor::new(Vec::new());
-        img.write_to(&mut png, image::ImageFormat::Png).unwrap();
-        let s = Instant::now();
-        for _ in 0..20 {
-            let d = crate::vision::decode(png.get_ref()).unwrap();
-            std::hint::black_box(crate::vision::preprocess(&d));
-        }
-        println!(
-            "decode+resize {:.2} ms",
-            s.elapsed().as_secs_f64() * 1e3 / 20.0
-        );
-        for (name, d) in ["stem", "expand", "depthwise", "project", "head"]
-            .iter()
-            .zip(t)
-        {
-            println!("{name:>10} {:.2} ms", d.as_secs_f64() * 1e3 / 20.0);
         }
     }
 }

@@ -127,20 +127,12 @@ impl std::fmt::Debug for ImageEncoder {
 /// Checks the package's weights file against its pinned hash.
 fn check_pth(dir: &Path) -> Result<PathBuf, Error> {
     let pth = dir.join(PTH_FILE);
-    if !pth.exists() {
-        return Err(Error::Io(format!(
-            "{} is missing: the image model is fetched by scripts/up.sh and scripts/test.sh \
-             (ensure_image_model), or set SHOPSTREAM_IMAGE_MODEL_DIR",
-            pth.display()
-        )));
-    }
-    let got = crate::registry::sha256_file(&pth)?;
-    if got != PTH_SHA256 {
-        return Err(Error::Integrity(format!(
-            "{} has sha256 {got}, expected {PTH_SHA256}",
-            pth.display()
-        )));
-    }
+    crate::registry::check_pinned(
+        &pth,
+        PTH_SHA256,
+        "the image model is fetched by scripts/up.sh and scripts/test.sh \
+         (ensure_image_model), or set SHOPSTREAM_IMAGE_MODEL_DIR",
+    )?;
     Ok(pth)
 }
 
@@ -197,6 +189,27 @@ impl ImageEncoder {
         let mut v: Vec<f32> = self.net.features(&x)?.flatten_all()?.to_vec1()?;
         normalise(&mut v);
         Ok(v)
+    }
+
+    /// The network's time per kind of layer, averaged over `runs` passes of a fixed input.
+    pub fn profile(&self, runs: u32) -> Result<effnet::Profile, Error> {
+        let x = Tensor::ones(
+            (1, 3, RESOLUTION, RESOLUTION),
+            candle_core::DType::F32,
+            &Device::Cpu,
+        )?;
+        let mut p = effnet::Profile::default();
+        for _ in 0..runs.max(1) {
+            self.net.features_profiled(&x, &mut p)?;
+        }
+        let n = runs.max(1);
+        Ok(effnet::Profile {
+            stem: p.stem / n,
+            expand: p.expand / n,
+            depthwise: p.depthwise / n,
+            project: p.project / n,
+            head: p.head / n,
+        })
     }
 
     /// The embedding of a decoded image.

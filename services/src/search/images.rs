@@ -12,16 +12,15 @@ use ml::vision::index::{ImageIndex, Item};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::slot::{IndexSlot, ModelSlot};
+
 /// The encoder, the current index and the embeddings computed so far.
 pub struct ImageSearch {
-    model_dir: PathBuf,
     data_dir: PathBuf,
-    encoder: RwLock<Option<Arc<ImageEncoder>>>,
-    /// (catalogue fingerprint, index).
-    index: RwLock<Option<(String, Arc<ImageIndex>)>>,
+    encoder: ModelSlot<ImageEncoder>,
+    index: IndexSlot<ImageIndex>,
     /// Embedding per image id.
     embeddings: RwLock<HashMap<Uuid, Arc<Vec<f32>>>>,
-    load_error: RwLock<Option<String>>,
 }
 
 fn ext_of(content_type: &str) -> &'static str {
@@ -35,58 +34,29 @@ fn ext_of(content_type: &str) -> &'static str {
 impl ImageSearch {
     pub fn new(model_dir: impl Into<PathBuf>, data_dir: impl Into<PathBuf>) -> ImageSearch {
         ImageSearch {
-            model_dir: model_dir.into(),
             data_dir: data_dir.into(),
-            encoder: RwLock::new(None),
-            index: RwLock::new(None),
+            encoder: ModelSlot::new(model_dir, "image search"),
+            index: IndexSlot::default(),
             embeddings: RwLock::new(HashMap::new()),
-            load_error: RwLock::new(None),
         }
     }
 
     pub fn encoder(&self) -> Option<Arc<ImageEncoder>> {
-        self.encoder.read().ok().and_then(|e| e.clone())
+        self.encoder.get()
     }
 
     pub fn index(&self) -> Option<Arc<ImageIndex>> {
-        self.index
-            .read()
-            .ok()
-            .and_then(|i| i.as_ref().map(|(_, i)| i.clone()))
+        self.index.get()
     }
 
     /// Why image search is off, if it is.
     pub fn load_error(&self) -> Option<String> {
-        self.load_error.read().ok().and_then(|e| e.clone())
-    }
-
-    async fn load_encoder(&self) -> Result<(), String> {
-        if self.encoder().is_some() || self.load_error().is_some() {
-            return Ok(());
-        }
-        let dir = self.model_dir.clone();
-        match tokio::task::spawn_blocking(move || ImageEncoder::load(&dir))
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            Ok(e) => {
-                if let Ok(mut slot) = self.encoder.write() {
-                    *slot = Some(Arc::new(e));
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "image search off: the image model did not load");
-                if let Ok(mut slot) = self.load_error.write() {
-                    *slot = Some(e.to_string());
-                }
-            }
-        }
-        Ok(())
+        self.encoder.error()
     }
 
     /// Loads the encoder once, and rebuilds the index when images or products changed.
     pub async fn refresh(&self, pool: &PgPool) -> Result<(), String> {
-        self.load_encoder().await?;
+        self.encoder.load_once(ImageEncoder::load).await?;
         let Some(encoder) = self.encoder() else {
             return Ok(());
         };
@@ -100,12 +70,7 @@ impl ImageSearch {
             .await
             .map_err(|e| e.to_string())?;
         let fingerprint = format!("{count}/{ids:?}/{changed:?}");
-        let current = self
-            .index
-            .read()
-            .ok()
-            .and_then(|i| i.as_ref().map(|(f, _)| f.clone()));
-        if current.as_deref() == Some(fingerprint.as_str()) {
+        if self.index.is_current(&fingerprint) {
             return Ok(());
         }
         let rows: Vec<(Uuid, Uuid, String, String)> = sqlx::query_as(
@@ -173,9 +138,7 @@ impl ImageSearch {
         if let Ok(mut e) = self.embeddings.write() {
             *e = fresh;
         }
-        if let Ok(mut slot) = self.index.write() {
-            *slot = Some((fingerprint, Arc::new(index)));
-        }
+        self.index.set(fingerprint, index);
         Ok(())
     }
 }

@@ -6,72 +6,48 @@
 
 pub mod images;
 pub mod routes;
+mod slot;
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use ml::search::{Doc, SearchIndex};
 use ml::text::TextEncoder;
 use sqlx::PgPool;
 
 pub use routes::routes;
+use slot::{IndexSlot, ModelSlot};
 
 /// The encoder and the current index.
 pub struct Search {
-    model_dir: PathBuf,
-    encoder: RwLock<Option<Arc<TextEncoder>>>,
-    /// (catalogue fingerprint, index).
-    index: RwLock<Option<(String, Arc<SearchIndex>)>>,
-    load_error: RwLock<Option<String>>,
+    encoder: ModelSlot<TextEncoder>,
+    index: IndexSlot<SearchIndex>,
 }
 
 impl Search {
     pub fn new(model_dir: impl Into<PathBuf>) -> Search {
         Search {
-            model_dir: model_dir.into(),
-            encoder: RwLock::new(None),
-            index: RwLock::new(None),
-            load_error: RwLock::new(None),
+            encoder: ModelSlot::new(model_dir, "semantic search"),
+            index: IndexSlot::default(),
         }
     }
 
     pub fn encoder(&self) -> Option<Arc<TextEncoder>> {
-        self.encoder.read().ok().and_then(|e| e.clone())
+        self.encoder.get()
     }
 
     pub fn index(&self) -> Option<Arc<SearchIndex>> {
-        self.index
-            .read()
-            .ok()
-            .and_then(|i| i.as_ref().map(|(_, i)| i.clone()))
+        self.index.get()
     }
 
     /// Why semantic search is off, if it is.
     pub fn load_error(&self) -> Option<String> {
-        self.load_error.read().ok().and_then(|e| e.clone())
+        self.encoder.error()
     }
 
     /// Loads the encoder once, and rebuilds the index when the catalogue changed.
     pub async fn refresh(&self, pool: &PgPool) -> Result<(), String> {
-        if self.encoder().is_none() && self.load_error().is_none() {
-            let dir = self.model_dir.clone();
-            match tokio::task::spawn_blocking(move || TextEncoder::load(&dir))
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                Ok(e) => {
-                    if let Ok(mut slot) = self.encoder.write() {
-                        *slot = Some(Arc::new(e));
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "semantic search off: the text model did not load");
-                    if let Ok(mut slot) = self.load_error.write() {
-                        *slot = Some(e.to_string());
-                    }
-                }
-            }
-        }
+        self.encoder.load_once(TextEncoder::load).await?;
         let (count, latest): (i64, Option<chrono::DateTime<chrono::Utc>>) = sqlx::query_as(
             "SELECT count(*), max(updated_at) FROM catalog.products WHERE status = 'active'",
         )
@@ -79,12 +55,7 @@ impl Search {
         .await
         .map_err(|e| e.to_string())?;
         let fingerprint = format!("{count}/{latest:?}/{}", self.encoder().is_some());
-        let current = self
-            .index
-            .read()
-            .ok()
-            .and_then(|i| i.as_ref().map(|(f, _)| f.clone()));
-        if current.as_deref() == Some(fingerprint.as_str()) {
+        if self.index.is_current(&fingerprint) {
             return Ok(());
         }
         let rows: Vec<(String, Option<String>, Option<String>, String)> = sqlx::query_as(
@@ -122,9 +93,7 @@ impl Search {
             semantic = index.semantic(),
             "search index rebuilt"
         );
-        if let Ok(mut slot) = self.index.write() {
-            *slot = Some((fingerprint, Arc::new(index)));
-        }
+        self.index.set(fingerprint, index);
         Ok(())
     }
 }
