@@ -4,9 +4,12 @@
 //!
 //! Layout on disk is [`lake::Lake`]; the loader is [`bronze::run_loader`]; the models are
 //! [`models::build`]; queries go through [`sql::SqlEngine`], which is read-only, bounded in
-//! time and memory, masks PII for analysts and audits every statement.
+//! time and memory, masks PII for analysts and audits every statement; the same SQL runs
+//! on Ballista through [`distributed::BallistaSql`].
 
 pub mod bronze;
+pub mod deadline;
+pub mod distributed;
 pub mod hot;
 pub mod http;
 pub mod lake;

@@ -1,7 +1,8 @@
 //! The PostgreSQL wire protocol for analysts' tools (psql, DBeaver, BI), via
 //! `datafusion-postgres`, over the analyst context (gold models, PII masked) with `pg_catalog`
 //! and `information_schema`, so `\dt` works. Writes are refused with SQLSTATE 25006
-//! (read-only transaction) and every statement is audited.
+//! (read-only transaction), every statement is audited, and a query that runs longer than
+//! `query_timeout_secs` fails (the context's [`crate::deadline::Deadline`]).
 
 use std::sync::Arc;
 

@@ -381,7 +381,7 @@ pub struct SqlEngine {
     analyst: SessionContext,
     admin: SessionContext,
     timeout: Duration,
-    audit: Mutex<std::fs::File>,
+    audit: Audit,
 }
 
 impl SqlEngine {
@@ -396,16 +396,11 @@ impl SqlEngine {
         cfg: &WarehouseConfig,
         hot: Option<Arc<crate::hot::HotTier>>,
     ) -> Result<Arc<SqlEngine>, WarehouseError> {
-        std::fs::create_dir_all(lake.root())?;
-        let audit = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(lake.root().join("audit.jsonl"))?;
         let engine = SqlEngine {
             analyst: context(cfg)?,
             admin: context(cfg)?,
             timeout: Duration::from_secs(cfg.query_timeout_secs.max(1)),
-            audit: Mutex::new(audit),
+            audit: Audit::open(&lake)?,
             lake,
             hot,
         };
@@ -491,12 +486,7 @@ impl SqlEngine {
             .create_logical_plan(sql)
             .await
             .map_err(|e| QueryError::Invalid(e.strip_backtrace()))?;
-        SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false)
-            .verify_plan(&plan)
-            .map_err(|e| QueryError::ReadOnly(e.strip_backtrace()))?;
+        read_only(&plan)?;
         let df = ctx
             .execute_logical_plan(plan)
             .await
@@ -519,6 +509,46 @@ impl SqlEngine {
         rows: usize,
         took: Duration,
     ) {
+        self.audit.write(who, access, sql, outcome, rows, took);
+    }
+
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+}
+
+/// Refuses DDL, DML and other statements: the warehouse is read-only for every SQL front.
+pub(crate) fn read_only(plan: &datafusion::logical_expr::LogicalPlan) -> Result<(), QueryError> {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+        .verify_plan(plan)
+        .map_err(|e| QueryError::ReadOnly(e.strip_backtrace()))
+}
+
+/// The audit trail: one JSON line per statement in `<dir>/audit.jsonl`.
+pub(crate) struct Audit(Mutex<std::fs::File>);
+
+impl Audit {
+    pub(crate) fn open(lake: &Lake) -> Result<Audit, WarehouseError> {
+        std::fs::create_dir_all(lake.root())?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(lake.root().join("audit.jsonl"))?;
+        Ok(Audit(Mutex::new(file)))
+    }
+
+    pub(crate) fn write(
+        &self,
+        who: &str,
+        access: Access,
+        sql: &str,
+        outcome: &str,
+        rows: usize,
+        took: Duration,
+    ) {
         let line = serde_json::json!({
             "at": chrono::Utc::now(),
             "who": who,
@@ -529,13 +559,9 @@ impl SqlEngine {
             "ms": took.as_secs_f64() * 1e3,
         });
         tracing::debug!(who, ?access, rows, outcome, "warehouse query");
-        if let Ok(mut f) = self.audit.lock() {
+        if let Ok(mut f) = self.0.lock() {
             let _ = writeln!(f, "{line}");
         }
-    }
-
-    pub fn lake(&self) -> &Lake {
-        &self.lake
     }
 }
 
@@ -554,6 +580,9 @@ fn context(cfg: &WarehouseConfig) -> Result<SessionContext, WarehouseError> {
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(crate::deadline::Deadline(Duration::from_secs(
+            cfg.query_timeout_secs.max(1),
+        ))))
         .build();
     Ok(SessionContext::new_with_state(state))
 }

@@ -1,6 +1,7 @@
 //! `shopstream bench warehouse`: the loader's events/s, freshness event → visible in SQL, and
 //! an analyst query set over a gold-shaped order-lines table timed in DataFusion and in DuckDB
-//! reading the same Parquet files in the same run. Private topics and a private lake under the
+//! reading the same Parquet files in the same run, and on Ballista (standalone) with its answers
+//! checked against DataFusion's. Private topics and a private lake under the
 //! temp dir, removed afterwards. Prints a table; not a test.
 
 use std::collections::HashMap;
@@ -21,7 +22,9 @@ use warehouse::datafusion::arrow::array::{
     ArrayRef, Date32Array, Int64Array, RecordBatch, StringArray,
 };
 use warehouse::datafusion::arrow::datatypes::{DataType, Field, Schema};
-use warehouse::sql::{Access, SqlEngine};
+use warehouse::datafusion::arrow::util::display::array_value_to_string;
+use warehouse::distributed::{BallistaSql, Cluster};
+use warehouse::sql::{Access, QueryResult, SqlEngine};
 use warehouse::{Lake, Layer, WarehouseConfig};
 
 use crate::config::Config;
@@ -37,6 +40,9 @@ pub struct WarehouseArgs {
     /// Order lines of the analyst query set (0 skips it).
     #[arg(long, default_value_t = 10_000_000)]
     order_lines: usize,
+    /// Skip running the query set on Ballista (standalone) as well.
+    #[arg(long)]
+    no_ballista: bool,
     /// Python interpreter for DuckDB; if it lacks duckdb, a venv under ~/.cache gets it from PyPI.
     #[arg(long, default_value = "python3")]
     python: String,
@@ -202,30 +208,66 @@ async fn bench(cfg: &Config, args: &WarehouseArgs, lake: &Lake) -> anyhow::Resul
         )
         .await?;
         let python = duckdb_python(&args.python)?;
+        let ballista = if args.no_ballista {
+            None
+        } else {
+            Some(BallistaSql::connect(lake.clone(), Cluster::Standalone, &cfg.warehouse).await?)
+        };
         let mut total_df = 0.0;
         let mut total_duck = 0.0;
+        let mut total_ballista = 0.0;
         for (name, sql) in QUERIES {
             let sql_df = sql.replace("{t}", "gold.bench_order_lines");
             let mut best = f64::MAX;
-            let mut rows = 0;
+            let mut answer = None;
             for _ in 0..3 {
                 let t = Instant::now();
                 let r = engine.query(&sql_df, "bench", Access::Admin).await?;
                 best = best.min(t.elapsed().as_secs_f64());
-                rows = r.rows();
+                answer = Some(r);
             }
+            let answer = answer.expect("three runs");
+            let rows = answer.rows();
             let duck = duckdb_time(&python, &table, sql)?;
             total_df += best;
             total_duck += duck;
+            let on_ballista = match &ballista {
+                Some(b) => {
+                    let mut best_b = f64::MAX;
+                    for _ in 0..3 {
+                        let t = Instant::now();
+                        let r = b.query(&sql_df, "bench").await?;
+                        best_b = best_b.min(t.elapsed().as_secs_f64());
+                        anyhow::ensure!(
+                            same_rows(&r, &answer)?,
+                            "{name}: Ballista's answer differs from DataFusion's"
+                        );
+                    }
+                    total_ballista += best_b;
+                    format!(", Ballista {:.0} ms (same rows)", best_b * 1e3)
+                }
+                None => String::new(),
+            };
             figures.push((
                 format!("query {name}"),
                 format!(
-                    "DataFusion {:.0} ms, DuckDB {:.0} ms, ratio {:.2} ({rows} rows)",
+                    "DataFusion {:.0} ms, DuckDB {:.0} ms, ratio {:.2} ({rows} rows){on_ballista}",
                     best * 1e3,
                     duck * 1e3,
                     best / duck
                 ),
                 "ratio <= 1.0".into(),
+            ));
+        }
+        if ballista.is_some() {
+            figures.push((
+                "query set on Ballista (standalone)".into(),
+                format!(
+                    "{:.0} ms, {:.2}x DataFusion in-process",
+                    total_ballista * 1e3,
+                    total_ballista / total_df
+                ),
+                "(no target: same SQL, same tables)".into(),
             ));
         }
         figures.push((
@@ -245,6 +287,30 @@ async fn bench(cfg: &Config, args: &WarehouseArgs, lake: &Lake) -> anyhow::Resul
         println!("{m:<42} {f:<70} {t}");
     }
     Ok(())
+}
+
+/// Whether two answers hold the same rows, in any order (values as text; fractions to 9
+/// significant digits, as partial aggregates may be summed in another order).
+fn same_rows(a: &QueryResult, b: &QueryResult) -> anyhow::Result<bool> {
+    let rows = |r: &QueryResult| -> anyhow::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for batch in &r.batches {
+            for i in 0..batch.num_rows() {
+                let mut row = Vec::new();
+                for c in batch.columns() {
+                    let v = array_value_to_string(c, i)?;
+                    row.push(match v.parse::<f64>() {
+                        Ok(x) if v.contains('.') => format!("{x:.8e}"),
+                        _ => v,
+                    });
+                }
+                out.push(row.join("|"));
+            }
+        }
+        out.sort();
+        Ok(out)
+    };
+    Ok(rows(a)? == rows(b)?)
 }
 
 /// The analyst query set (`{t}` is the order-lines table).

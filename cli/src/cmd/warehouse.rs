@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
 use tokio::sync::watch;
 use warehouse::bronze::{LoaderOptions, run_loader};
+use warehouse::distributed::{BallistaSql, Cluster, ExecutorOptions, run_executor, run_scheduler};
 use warehouse::http::Format;
 use warehouse::sql::{Access, Attachment, SqlEngine, attach};
 use warehouse::{Lake, Layer, models};
@@ -42,8 +43,12 @@ pub enum WarehouseCommand {
         /// The statement, e.g. "SELECT * FROM daily_revenue ORDER BY order_date".
         sql: String,
         /// Query every layer (bronze, silver, unmasked) instead of the analysts' gold view.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "ballista")]
         admin: bool,
+        /// Run it on Ballista over the gold tables: `standalone` (scheduler and executor in
+        /// this process) or a scheduler `df://host:port` whose executors see the lake's paths.
+        #[arg(long, value_name = "CLUSTER")]
+        ballista: Option<Cluster>,
         #[arg(long, value_enum, default_value = "table")]
         format: OutFormat,
     },
@@ -73,6 +78,42 @@ pub enum WarehouseCommand {
     },
     /// List the tables of every layer, and the gold models with what they hold.
     Tables,
+    /// Run a Ballista scheduler or executor: a cluster for `warehouse sql --ballista
+    /// df://host:port` (docs/ballista.md). Runs until Ctrl-C.
+    #[command(subcommand)]
+    Ballista(BallistaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BallistaCommand {
+    /// The scheduler: plans stages and hands tasks to the executors that joined it.
+    Scheduler {
+        /// gRPC address to listen on (clients connect as df://host:port).
+        #[arg(long, default_value = "127.0.0.1:50050")]
+        bind: std::net::SocketAddr,
+    },
+    /// An executor: joins the scheduler, runs tasks, serves stage outputs over Arrow Flight.
+    /// It reads the lake's files by path, so it must see the same file system.
+    Executor {
+        /// The scheduler, host:port.
+        #[arg(long, default_value = "127.0.0.1:50050")]
+        scheduler: String,
+        /// Host to bind and advertise to the scheduler and the other executors.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Arrow Flight port.
+        #[arg(long, default_value_t = 50051)]
+        flight_port: u16,
+        /// gRPC port.
+        #[arg(long, default_value_t = 50052)]
+        grpc_port: u16,
+        /// Tasks at once (0: every core).
+        #[arg(long, default_value_t = 0)]
+        vcores: usize,
+        /// Directory for stage outputs (default: a temporary directory).
+        #[arg(long)]
+        work_dir: Option<std::path::PathBuf>,
+    },
 }
 
 pub async fn run(cfg: &Config, cmd: WarehouseCommand) -> anyhow::Result<ExitCode> {
@@ -126,15 +167,28 @@ pub async fn run(cfg: &Config, cmd: WarehouseCommand) -> anyhow::Result<ExitCode
             println!("built in {:.1} s", started.elapsed().as_secs_f64());
             Ok(ExitCode::SUCCESS)
         }
-        WarehouseCommand::Sql { sql, admin, format } => {
-            let engine = SqlEngine::open(lake, &cfg.warehouse).await?;
-            let access = if admin {
-                Access::Admin
-            } else {
-                Access::Analyst
-            };
+        WarehouseCommand::Sql {
+            sql,
+            admin,
+            ballista,
+            format,
+        } => {
             let who = format!("cli:{}", std::env::var("USER").unwrap_or_default());
-            let result = match engine.query(&sql, &who, access).await {
+            let result = if let Some(cluster) = ballista {
+                let engine = BallistaSql::connect(lake, cluster.clone(), &cfg.warehouse)
+                    .await
+                    .with_context(|| format!("ballista ({cluster})"))?;
+                engine.query(&sql, &who).await
+            } else {
+                let engine = SqlEngine::open(lake, &cfg.warehouse).await?;
+                let access = if admin {
+                    Access::Admin
+                } else {
+                    Access::Analyst
+                };
+                engine.query(&sql, &who, access).await
+            };
+            let result = match result {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -158,6 +212,40 @@ pub async fn run(cfg: &Config, cmd: WarehouseCommand) -> anyhow::Result<ExitCode
                     let body = axum::body::to_bytes(response.into_body(), usize::MAX).await?;
                     print!("{}", String::from_utf8_lossy(&body));
                 }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        WarehouseCommand::Ballista(BallistaCommand::Scheduler { bind }) => {
+            println!("ballista scheduler on df://{bind}");
+            tokio::select! {
+                r = run_scheduler(bind) => r.context("ballista scheduler")?,
+                _ = wait_for_signal(None) => {}
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        WarehouseCommand::Ballista(BallistaCommand::Executor {
+            scheduler,
+            host,
+            flight_port,
+            grpc_port,
+            vcores,
+            work_dir,
+        }) => {
+            let opts = ExecutorOptions {
+                scheduler,
+                host,
+                flight_port,
+                grpc_port,
+                vcores,
+                work_dir,
+            };
+            println!(
+                "ballista executor on {}:{} (flight) joining {}",
+                opts.host, opts.flight_port, opts.scheduler
+            );
+            tokio::select! {
+                r = run_executor(&opts) => r.context("ballista executor")?,
+                _ = wait_for_signal(None) => {}
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -228,13 +228,115 @@ async fn the_warehouse_loads_exactly_once_through_a_sigkill_and_its_models_match
     let audit = std::fs::read_to_string(std::path::Path::new(&lake).join("audit.jsonl")).unwrap();
     assert!(audit.contains("DROP TABLE fact_orders") && audit.contains("read-only"));
 
-    // psql over the PostgreSQL protocol: \dt lists the models, queries run, writes are refused.
+    // The same SQL on Ballista (an in-process scheduler and executor): the same answer.
+    let out = shopstream(
+        &[
+            "warehouse",
+            "sql",
+            "--ballista",
+            "standalone",
+            "--format",
+            "json",
+            "SELECT sum(orders) AS n, sum(revenue_minor) AS r FROM daily_revenue",
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want: (i64, i64) = revenue
+        .values()
+        .fold((0, 0), |acc, v| (acc.0 + v.0, acc.1 + v.1));
+    assert_eq!(
+        (v["rows"][0]["n"].as_i64(), v["rows"][0]["r"].as_i64()),
+        (Some(want.0), Some(want.1)),
+        "{v}"
+    );
+    // And on a Ballista cluster of separate processes: one scheduler, two executors; a
+    // grouped query shuffles between them over Arrow Flight.
+    let spawn = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_shopstream"));
+        c.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        KillOnDrop(c.spawn().unwrap())
+    };
+    let wait_listening = |port: u16, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "{what} never listened");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let scheduler_port = free_port();
+    let scheduler_addr = format!("127.0.0.1:{scheduler_port}");
+    let _scheduler = spawn(&[
+        "warehouse",
+        "ballista",
+        "scheduler",
+        "--bind",
+        &scheduler_addr,
+    ]);
+    wait_listening(scheduler_port, "the ballista scheduler");
+    let mut executors = Vec::new();
+    for _ in 0..2 {
+        let (flight, grpc) = (free_port(), free_port());
+        executors.push(spawn(&[
+            "warehouse",
+            "ballista",
+            "executor",
+            "--scheduler",
+            &scheduler_addr,
+            "--flight-port",
+            &flight.to_string(),
+            "--grpc-port",
+            &grpc.to_string(),
+            "--vcores",
+            "1",
+        ]));
+        wait_listening(flight, "a ballista executor");
+    }
+    let grouped = "SELECT category, count(*) AS n, sum(line_total_minor) AS s FROM fact_order_items \
+                   GROUP BY category ORDER BY category";
+    let remote = format!("df://{scheduler_addr}");
+    let out = shopstream(
+        &[
+            "warehouse",
+            "sql",
+            "--ballista",
+            &remote,
+            "--format",
+            "json",
+            grouped,
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let on_cluster: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let local = warehouse_sql(&env, grouped);
+    assert!(local.len() >= 2, "{local:?}");
+    assert_eq!(on_cluster["rows"].as_array().unwrap(), &local);
+    drop(executors);
+
+    let out = shopstream(
+        &["warehouse", "sql", "--ballista", "sched:1", "SELECT 1"],
+        &env,
+    );
+    assert!(
+        !out.status.success() && text(&out).contains("df://host:port"),
+        "{}",
+        text(&out)
+    );
+
+    // psql over the PostgreSQL protocol: \dt lists the models, queries run, writes are refused,
+    // a query past the time limit is cancelled.
     let pg_port = free_port();
     let pg_addr = format!("127.0.0.1:{pg_port}");
     let mut server = {
         let mut c = Command::new(env!("CARGO_BIN_EXE_shopstream"));
         c.args(["warehouse", "serve"])
             .env("SHOPSTREAM_WAREHOUSE_PG_ADDR", &pg_addr)
+            .env("SHOPSTREAM_WAREHOUSE_QUERY_TIMEOUT_SECS", "2")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         for (k, v) in env {
@@ -278,6 +380,18 @@ async fn the_warehouse_loads_exactly_once_through_a_sigkill_and_its_models_match
         !out.status.success() && text(&out).contains("read-only"),
         "{}",
         text(&out)
+    );
+    let started = Instant::now();
+    let out = psql("SELECT sum(value % 7) FROM generate_series(1, 50000000000)");
+    assert!(
+        !out.status.success() && text(&out).contains("ran longer than 2s"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
     );
     server.kill().unwrap();
     server.wait().unwrap();
@@ -362,4 +476,14 @@ async fn the_warehouse_loads_exactly_once_through_a_sigkill_and_its_models_match
     let _ = std::fs::remove_file(&label_log);
     let _ = total;
     let _ = std::fs::remove_dir_all(&lake);
+}
+
+/// A child process killed when dropped (also when an assertion fails first).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

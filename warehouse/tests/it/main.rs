@@ -5,14 +5,16 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use datafusion::arrow::util::display::array_value_to_string;
 use events::{Envelope, Event};
 use serde_json::{Value, json};
 use uuid::Uuid;
-use warehouse::sql::{Access, SqlEngine};
-use warehouse::{Lake, WarehouseConfig, bronze, models};
+use warehouse::distributed::{BallistaSql, Cluster};
+use warehouse::sql::{Access, QueryError, QueryResult, SqlEngine};
+use warehouse::{Lake, Layer, WarehouseConfig, bronze, models};
 
 fn id(n: u128) -> Uuid {
     Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 | n)
@@ -190,7 +192,7 @@ fn fixture() -> (Vec<Envelope>, Vec<Envelope>) {
 /// Runs one `.slt` file: `statement ok`, `statement error <text>` (the error must contain the
 /// text), and `query <types> [rowsort]` with the expected rows after `----`, values separated
 /// by single spaces (NULL for nulls). `-- as admin` / `-- as analyst` switch the access.
-async fn run_slt(engine: &SqlEngine, path: &std::path::Path) -> Result<usize, String> {
+async fn run_slt(engine: Front<'_>, path: &std::path::Path) -> Result<usize, String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let mut access = Access::Analyst;
     let mut checked = 0;
@@ -214,7 +216,7 @@ async fn run_slt(engine: &SqlEngine, path: &std::path::Path) -> Result<usize, St
             };
             continue;
         }
-        let result = engine.query(&sql, "slt", access).await;
+        let result = engine.query(&sql, access).await;
         let words: Vec<&str> = head.split_whitespace().collect();
         match words.as_slice() {
             ["statement", "ok"] => {
@@ -273,6 +275,53 @@ async fn run_slt(engine: &SqlEngine, path: &std::path::Path) -> Result<usize, St
     Ok(checked)
 }
 
+/// What runs the `.slt` files: the analysts' engine, or Ballista over the same tables.
+#[derive(Clone, Copy)]
+enum Front<'a> {
+    Engine(&'a SqlEngine),
+    Ballista(&'a BallistaSql),
+}
+
+impl Front<'_> {
+    async fn query(&self, sql: &str, access: Access) -> Result<QueryResult, QueryError> {
+        match self {
+            Front::Engine(e) => e.query(sql, "slt", access).await,
+            Front::Ballista(b) => {
+                assert_eq!(
+                    access,
+                    Access::Analyst,
+                    "Ballista serves the analysts' gold view"
+                );
+                b.query(sql, "slt").await
+            }
+        }
+    }
+}
+
+fn slt_files() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/slt"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "slt"))
+        .collect();
+    v.sort();
+    assert!(v.len() >= 3, "{v:?}");
+    v
+}
+
+async fn run_all(engine: Front<'_>, files: &[PathBuf]) -> usize {
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for file in files {
+        match run_slt(engine, file).await {
+            Ok(n) => checked += n,
+            Err(e) => failures.push(e),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    checked
+}
+
 async fn built_lake() -> (Lake, PathBuf) {
     let dir = std::env::temp_dir().join(format!("warehouse-slt-{}", Uuid::now_v7().simple()));
     let lake = Lake::new(&dir);
@@ -297,27 +346,131 @@ async fn gold_models_on_the_fixture() {
     let engine = SqlEngine::open(lake, &WarehouseConfig::default())
         .await
         .unwrap();
-    let files: Vec<PathBuf> = {
-        let mut v: Vec<PathBuf> =
-            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/slt"))
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .filter(|p| p.extension().is_some_and(|x| x == "slt"))
-                .collect();
-        v.sort();
-        v
-    };
-    assert!(files.len() >= 3, "{files:?}");
-    let mut failures = Vec::new();
-    let mut checked = 0;
-    for file in files {
-        match run_slt(&engine, &file).await {
-            Ok(n) => checked += n,
-            Err(e) => failures.push(e),
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    let checked = run_all(Front::Engine(&engine), &slt_files()).await;
     assert!(checked >= 20, "{checked} records checked");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The same `.slt` files (all but the access-control one, which needs the admin view) on
+/// Ballista: an in-process scheduler and executor, the plans shipped over gRPC, the gold
+/// tables read as the Parquet files of their current Delta version.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gold_sql_gives_the_same_answers_on_ballista() {
+    let (lake, dir) = built_lake().await;
+    // The second build overwrote every gold table: the first build's files are still on disk
+    // (not vacuumed), so reading the directories instead of the Delta snapshot would count
+    // rows twice and fail the files below.
+    let on_disk = std::fs::read_dir(lake.path(Layer::Gold, "fact_orders"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "parquet")
+        })
+        .count();
+    let live = lake
+        .open(Layer::Gold, "fact_orders")
+        .await
+        .unwrap()
+        .get_file_uris()
+        .unwrap()
+        .count();
+    assert!(on_disk > live, "{on_disk} files on disk, {live} live");
+
+    let ballista = BallistaSql::connect(lake.clone(), Cluster::Standalone, &Default::default())
+        .await
+        .unwrap();
+    let files: Vec<PathBuf> = slt_files()
+        .into_iter()
+        .filter(|f| !f.to_string_lossy().ends_with("_access.slt"))
+        .collect();
+    let checked = run_all(Front::Ballista(&ballista), &files).await;
+    let engine = SqlEngine::open(lake.clone(), &WarehouseConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(checked, run_all(Front::Engine(&engine), &files).await);
+    assert!(checked >= 10, "{checked} records checked");
+    // Writes are refused there too, and audited as Ballista's.
+    let e = ballista
+        .query("DELETE FROM fact_orders", "slt")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, QueryError::ReadOnly(_)), "{e}");
+    let audit = std::fs::read_to_string(lake.root().join("audit.jsonl")).unwrap();
+    assert!(audit.contains("ballista standalone"), "{audit}");
+
+    // A new gold version is followed: a later late event changes fact_orders' answer.
+    let before = ballista
+        .query("SELECT count(*) FROM fact_orders", "slt")
+        .await
+        .unwrap();
+    let more = vec![order(9_001, 9_001, 1, at(4, 9), &[(101, 1, 700)], 0)];
+    bronze::append(&lake, &more).await.unwrap();
+    models::build(&lake, false).await.unwrap();
+    let after = ballista
+        .query("SELECT count(*) FROM fact_orders", "slt")
+        .await
+        .unwrap();
+    let count = |r: &QueryResult| array_value_to_string(r.batches[0].column(0), 0).unwrap();
+    assert_eq!(
+        count(&after).parse::<i64>().unwrap(),
+        count(&before).parse::<i64>().unwrap() + 1
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A query that runs past `query_timeout_secs` fails inside execution (the limit the
+/// PostgreSQL protocol relies on, where results stream to the client), not only at the
+/// caller's timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_query_past_its_time_limit_is_cancelled_in_execution() {
+    let dir = std::env::temp_dir().join(format!("warehouse-deadline-{}", Uuid::now_v7().simple()));
+    let engine = SqlEngine::open(
+        Lake::new(&dir),
+        &WarehouseConfig {
+            query_timeout_secs: 1,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    // Tens of seconds of work without the limit.
+    let sql = "SELECT sum(value % 7) FROM generate_series(1, 50000000000)";
+    let ctx = engine.context(Access::Analyst);
+    let started = std::time::Instant::now();
+    let err = ctx.sql(sql).await.unwrap().collect().await.unwrap_err();
+    assert!(err.to_string().contains("ran longer than 1s"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let plan = ctx
+        .sql(&format!("EXPLAIN {sql}"))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&plan)
+        .unwrap()
+        .to_string();
+    assert!(text.contains("DeadlineExec"), "{text}");
+    // A quick query is untouched.
+    let r = engine
+        .query(
+            "SELECT sum(value) FROM generate_series(1, 1000)",
+            "t",
+            Access::Analyst,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        array_value_to_string(r.batches[0].column(0), 0).unwrap(),
+        "500500"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
