@@ -566,13 +566,20 @@ impl Audit {
 }
 
 fn context(cfg: &WarehouseConfig) -> Result<SessionContext, WarehouseError> {
-    let mut config = SessionConfig::new()
+    // DataFusion's own `DATAFUSION_*` variables (e.g. DATAFUSION_EXECUTION_TARGET_PARTITIONS)
+    // tune every SQL context; ours below are defaults they override.
+    let mut config = SessionConfig::from_env()?
         .with_information_schema(true)
         .with_default_catalog_and_schema(CATALOG, Layer::Gold.name())
         .with_create_default_catalog_and_schema(true);
+    let unset = |var: &str| std::env::var_os(var).is_none();
     // Evaluate filters while decoding Parquet (skips the rows and pages they exclude).
-    config.options_mut().execution.parquet.pushdown_filters = true;
-    config.options_mut().execution.parquet.reorder_filters = true;
+    if unset("DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS") {
+        config.options_mut().execution.parquet.pushdown_filters = true;
+    }
+    if unset("DATAFUSION_EXECUTION_PARQUET_REORDER_FILTERS") {
+        config.options_mut().execution.parquet.reorder_filters = true;
+    }
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(cfg.query_memory_mb.max(64) << 20, 1.0)
         .build_arc()?;
