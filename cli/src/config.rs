@@ -107,7 +107,7 @@ impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             format: LogFormat::Pretty,
-            filter: "info,rdkafka=warn,sqlx=warn,buoyant_kernel=off,buoyant_kernel_engine=warn,deltalake_core=warn,datafusion=warn,datafusion_postgres=warn,pgwire=warn".into(),
+            filter: "info,rdkafka=warn,sqlx=warn,buoyant_kernel=off,buoyant_kernel_engine=warn,deltalake_core=warn,datafusion=warn,datafusion_postgres=warn,pgwire=warn,ballista_core=warn,ballista_scheduler=warn,ballista_executor=warn".into(),
         }
     }
 }

@@ -282,13 +282,10 @@ pub async fn run_loader(
 
     let mut tables: HashMap<String, DeltaTable> = HashMap::new();
     let mut pending: HashMap<String, Rows> = HashMap::new();
-    // Next offset to read, per topic and partition.
-    let mut ends: HashMap<String, HashMap<i32, i64>> = HashMap::new();
+    let mut ends: HashMap<(String, i32), i64> = HashMap::new();
     for w in warm {
         for (p, done) in w.positions {
-            ends.entry(w.name.clone())
-                .or_default()
-                .insert(p, done.map(|o| o + 1).unwrap_or(0));
+            ends.insert((w.name.clone(), p), done.map(|o| o + 1).unwrap_or(0));
         }
         pending.insert(w.name.clone(), Rows::new(w.name.clone()));
         tables.insert(w.name, w.table);
@@ -296,10 +293,6 @@ pub async fn run_loader(
     tracing::info!(dir = %lake.root().display(), "warehouse loader started");
 
     let mut report = LoadReport::default();
-    // One commit in flight while the next batch is read: Parquet encoding and the Delta
-    // commit overlap decoding. Commits stay in order (the next waits for this one), and each
-    // still carries its own offsets, so a crash loses or repeats nothing.
-    let mut writer = Writer::Idle(tables);
     let mut buffered = 0usize;
     let mut first_at: Option<Instant> = None;
     let mut last_record = Instant::now();
@@ -328,12 +321,10 @@ pub async fn run_loader(
             Some(Ok(Ok(msg))) => {
                 last_record = Instant::now();
                 first_record.get_or_insert(last_record);
-                let topic = msg.topic();
+                let topic = msg.topic().to_owned();
                 let (partition, offset) = (msg.partition(), msg.offset());
-                if let Some(next) = ends.get_mut(topic) {
-                    next.insert(partition, offset + 1);
-                }
-                let Some(rows) = pending.get_mut(topic) else {
+                ends.insert((topic.clone(), partition), offset + 1);
+                let Some(rows) = pending.get_mut(&topic) else {
                     continue;
                 };
                 match decode_message(&msg) {
@@ -355,7 +346,7 @@ pub async fn run_loader(
                         );
                         producer
                             .send_raw(
-                                &events::TopicNames::dlq_of(topic),
+                                &events::TopicNames::dlq_of(&topic),
                                 msg.key(),
                                 msg.payload(),
                                 headers,
@@ -372,7 +363,7 @@ pub async fn run_loader(
 
         let due = first_at.is_some_and(|t| t.elapsed() >= opts.max_wait);
         if buffered >= opts.batch_rows || due {
-            writer.start(&mut pending, &mut report).await?;
+            flush(&mut tables, &mut pending, &mut report).await?;
             buffered = 0;
             first_at = None;
             last_commit = Instant::now();
@@ -386,9 +377,7 @@ pub async fn run_loader(
         }
     }
     if pending.values().any(|p| !p.is_empty()) {
-        writer.start(&mut pending, &mut report).await?;
-    }
-    if writer.finish(&mut report).await? {
+        flush(&mut tables, &mut pending, &mut report).await?;
         last_commit = Instant::now();
     }
     report.active = first_record
@@ -432,80 +421,20 @@ pub async fn append(lake: &Lake, envelopes: &[events::Envelope]) -> Result<u64, 
     Ok(report.rows)
 }
 
-/// The loader's tables, or the commit that has them.
-enum Writer {
-    Idle(HashMap<String, DeltaTable>),
-    Writing(tokio::task::JoinHandle<Result<Written, WarehouseError>>),
-}
-
-type Written = (HashMap<String, DeltaTable>, LoadReport);
-
-impl Writer {
-    /// Waits for the commit in flight; whether there was one.
-    async fn finish(&mut self, report: &mut LoadReport) -> Result<bool, WarehouseError> {
-        let Writer::Writing(task) = self else {
-            return Ok(false);
-        };
-        let (tables, done) = task
-            .await
-            .map_err(|e| WarehouseError::Busy(format!("loader commit task: {e}")))??;
-        report.rows += done.rows;
-        report.commits += done.commits;
-        *self = Writer::Idle(tables);
-        Ok(true)
-    }
-
-    /// Waits for the commit in flight, then starts committing what `pending` holds.
-    async fn start(
-        &mut self,
-        pending: &mut HashMap<String, Rows>,
-        report: &mut LoadReport,
-    ) -> Result<(), WarehouseError> {
-        self.finish(report).await?;
-        let Writer::Idle(tables) = self else {
-            unreachable!("finish leaves the writer idle");
-        };
-        let mut tables = std::mem::take(tables);
-        let mut batches = Vec::new();
-        for (topic, rows) in pending.iter_mut() {
-            if !rows.is_empty() {
-                batches.push((topic.clone(), rows.take()?));
-            }
-        }
-        *self = Writer::Writing(tokio::spawn(async move {
-            let mut done = LoadReport::default();
-            commit(&mut tables, batches, &mut done).await?;
-            Ok((tables, done))
-        }));
-        Ok(())
-    }
-}
-
 /// Commits every family with buffered rows: rows and offsets in one Delta transaction.
 async fn flush(
     tables: &mut HashMap<String, DeltaTable>,
     pending: &mut HashMap<String, Rows>,
     report: &mut LoadReport,
 ) -> Result<(), WarehouseError> {
-    let mut batches = Vec::new();
     for (topic, rows) in pending.iter_mut() {
-        if !rows.is_empty() {
-            batches.push((topic.clone(), rows.take()?));
+        if rows.is_empty() {
+            continue;
         }
-    }
-    commit(tables, batches, report).await
-}
-
-/// Writes each family's batch with its offsets, one Delta commit per family.
-async fn commit(
-    tables: &mut HashMap<String, DeltaTable>,
-    batches: Vec<(String, (RecordBatch, Vec<Transaction>))>,
-    report: &mut LoadReport,
-) -> Result<(), WarehouseError> {
-    for (topic, (batch, txns)) in batches {
-        let n = batch.num_rows() as u64;
+        let n = rows.rows as u64;
+        let (batch, txns) = rows.take()?;
         let table = tables
-            .get(&topic)
+            .get(topic)
             .cloned()
             .expect("every pending family has its table");
         let started = Instant::now();
@@ -517,7 +446,7 @@ async fn commit(
         metrics::histogram!("shopstream_warehouse_commit_seconds")
             .record(started.elapsed().as_secs_f64());
         metrics::counter!("shopstream_warehouse_rows_total", "table" => topic.clone()).increment(n);
-        tables.insert(topic, table);
+        tables.insert(topic.clone(), table);
         report.rows += n;
         report.commits += 1;
     }
@@ -525,13 +454,11 @@ async fn commit(
 }
 
 /// Whether every assigned partition has been read to its high watermark.
-fn caught_up(consumer: &StreamConsumer, ends: &HashMap<String, HashMap<i32, i64>>) -> bool {
-    ends.iter().all(|(topic, parts)| {
-        parts.iter().all(|(p, next)| {
-            match consumer.fetch_watermarks(topic, *p, Duration::from_secs(5)) {
-                Ok((_, high)) => *next >= high,
-                Err(_) => false,
-            }
-        })
+fn caught_up(consumer: &StreamConsumer, ends: &HashMap<(String, i32), i64>) -> bool {
+    ends.iter().all(|((topic, p), next)| {
+        match consumer.fetch_watermarks(topic, *p, Duration::from_secs(5)) {
+            Ok((_, high)) => *next >= high,
+            Err(_) => false,
+        }
     })
 }

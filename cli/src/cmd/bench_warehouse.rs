@@ -451,6 +451,7 @@ fn duckdb_time(python: &str, table: &Path, sql: &str) -> anyhow::Result<f64> {
     let script = r#"
 import sys, time, duckdb
 con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
 sql = sys.argv[1]
 best = 1e9
 for _ in range(3):
@@ -467,5 +468,8 @@ print(best)
         "duckdb: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default().trim();
+    last.parse()
+        .with_context(|| format!("duckdb printed {stdout:?}, not a time"))
 }
