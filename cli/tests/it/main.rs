@@ -516,15 +516,35 @@ async fn sigkilled_stream_processors_keep_totals_exact() {
         producer.publish_all(chunk).await.unwrap();
     }
 
+    // Each processor's output goes to its own log, shown if the totals come out wrong.
+    let logs = std::env::temp_dir().join(format!("{prefix}logs"));
+    std::fs::create_dir_all(&logs).unwrap();
+    let started = std::cell::Cell::new(0);
     let spawn = || {
+        started.set(started.get() + 1);
+        let log =
+            std::fs::File::create(logs.join(format!("processor-{}.log", started.get()))).unwrap();
         let mut c = Command::new(env!("CARGO_BIN_EXE_shopstream"));
         c.args(["stream", "aggregate"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log));
         for (k, v) in env {
             c.env(k, v);
         }
         c.spawn().unwrap()
+    };
+    let tails = || {
+        let mut out = String::new();
+        for i in 1..=started.get() {
+            let text = std::fs::read_to_string(logs.join(format!("processor-{i}.log")))
+                .unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            out += &format!(
+                "--- processor {i} (last lines)\n{}\n",
+                lines[lines.len().saturating_sub(15)..].join("\n")
+            );
+        }
+        out
     };
     let pool = sqlx::PgPool::connect(&db).await.unwrap();
     let totals = || async {
@@ -577,10 +597,21 @@ async fn sigkilled_stream_processors_keep_totals_exact() {
         p.kill().unwrap();
         p.wait().unwrap();
     }
-    assert_eq!(orders(&last), want, "orders counted after a SIGKILL");
-    assert_eq!(last, truth, "per-minute totals after a SIGKILL and restart");
+    assert_eq!(
+        orders(&last),
+        want,
+        "orders counted after a SIGKILL\n{}",
+        tails()
+    );
+    assert_eq!(
+        last,
+        truth,
+        "per-minute totals after a SIGKILL and restart\n{}",
+        tails()
+    );
     pool.close().await;
     drop_database(&db).await;
+    let _ = std::fs::remove_dir_all(&logs);
 }
 
 fn summary_number(log: &str, line_has: &str, before: &str) -> i64 {
