@@ -20,16 +20,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ballista::prelude::{SessionConfigExt as _, SessionContextExt as _};
-use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use deltalake::DeltaTable;
 
 use crate::lake::{Lake, Layer};
-use crate::sql::{Access, Audit, CATALOG, QueryError, QueryResult, read_only};
+use crate::sql::{Access, Audit, CATALOG, QueryError, QueryResult, run_read_only};
 use crate::{WarehouseConfig, WarehouseError};
 
 /// Where distributed queries run.
@@ -73,8 +73,8 @@ pub struct BallistaSql {
     ctx: SessionContext,
     cluster: Cluster,
     timeout: Duration,
-    /// Registered gold tables and the Delta version each is registered at.
-    versions: tokio::sync::Mutex<HashMap<String, Option<u64>>>,
+    /// The gold tables, as of the version each is registered at.
+    tables: tokio::sync::Mutex<HashMap<String, DeltaTable>>,
     audit: Audit,
 }
 
@@ -102,25 +102,28 @@ impl BallistaSql {
             ctx,
             cluster,
             timeout: Duration::from_secs(cfg.query_timeout_secs.max(1)),
-            versions: tokio::sync::Mutex::new(HashMap::new()),
+            tables: tokio::sync::Mutex::new(HashMap::new()),
         };
         engine.refresh().await?;
         Ok(engine)
     }
 
-    pub fn cluster(&self) -> &Cluster {
-        &self.cluster
-    }
-
     /// Registers gold tables that appeared, and re-registers those at a new Delta version.
     pub async fn refresh(&self) -> Result<(), WarehouseError> {
-        let mut versions = self.versions.lock().await;
+        let mut tables = self.tables.lock().await;
         for name in self.lake.tables(Layer::Gold) {
-            let table = self.lake.open(Layer::Gold, &name).await?;
-            let version = table.version();
-            if versions.get(&name) == Some(&version) {
-                continue;
-            }
+            // Known tables read only the log entries since their registered version.
+            let table = match tables.get(&name) {
+                Some(known) => {
+                    let mut t = known.clone();
+                    t.update_incremental(None).await?;
+                    if t.version() == known.version() {
+                        continue;
+                    }
+                    t
+                }
+                None => self.lake.open(Layer::Gold, &name).await?,
+            };
             let protocol = serde_json::to_value(table.snapshot()?.protocol())
                 .map_err(|e| WarehouseError::Busy(e.to_string()))?;
             let reader = protocol["minReaderVersion"].as_i64().unwrap_or(i64::MAX);
@@ -130,25 +133,23 @@ impl BallistaSql {
                      column mapping), which a plain Parquet listing cannot honour"
                 )));
             }
-            let schema: SchemaRef = table.table_provider().await?.schema();
-            let files: Vec<String> = table.get_file_uris()?.collect();
-            let provider = self.listing(&name, files, schema).await?;
+            let provider = self.listing(&name, &table).await?;
             let reference = format!("{CATALOG}.{}.{name}", Layer::Gold.name());
             let _ = self.ctx.deregister_table(reference.as_str())?;
             self.ctx.register_table(reference.as_str(), provider)?;
-            versions.insert(name, version);
+            tables.insert(name, table);
         }
         Ok(())
     }
 
-    /// A Parquet listing over exactly `files` (or, for a table with no data file yet, over an
-    /// empty directory, so it plans and returns no rows).
+    /// A Parquet listing over exactly the data files of `table`'s version (or, for a table
+    /// with no data file yet, over an empty directory, so it plans and returns no rows).
     async fn listing(
         &self,
         name: &str,
-        files: Vec<String>,
-        schema: SchemaRef,
+        table: &DeltaTable,
     ) -> Result<Arc<ListingTable>, WarehouseError> {
+        let files: Vec<String> = table.get_file_uris()?.collect();
         let urls = if files.is_empty() {
             let empty = self.lake.root().join(".ballista-empty");
             std::fs::create_dir_all(&empty)?;
@@ -165,7 +166,7 @@ impl BallistaSql {
         // The files' own schema where there are files (what the executors will decode), the
         // Delta schema otherwise.
         let config = if files.is_empty() {
-            config.with_schema(schema)
+            config.with_schema(table.table_provider().await?.schema())
         } else {
             config.infer_schema(&self.ctx.state()).await?
         };
@@ -180,45 +181,16 @@ impl BallistaSql {
     /// Runs one read-only statement on the cluster.
     pub async fn query(&self, sql: &str, who: &str) -> Result<QueryResult, QueryError> {
         let started = Instant::now();
-        let result = self.run(sql).await;
-        let (outcome, rows) = match &result {
-            Ok(r) => ("ok".to_owned(), r.rows()),
-            Err(e) => (e.to_string(), 0),
+        let result = match self.refresh().await {
+            Ok(()) => run_read_only(&self.ctx, sql, self.timeout).await,
+            Err(e) => Err(QueryError::Failed(format!(
+                "registering the gold tables: {e}"
+            ))),
         };
         let who = format!("{who} (ballista {})", self.cluster);
-        self.audit.write(
-            &who,
-            Access::Analyst,
-            sql,
-            &outcome,
-            rows,
-            started.elapsed(),
-        );
+        self.audit
+            .record(&who, Access::Analyst, sql, started, &result);
         result
-    }
-
-    async fn run(&self, sql: &str) -> Result<QueryResult, QueryError> {
-        self.refresh()
-            .await
-            .map_err(|e| QueryError::Failed(format!("registering the gold tables: {e}")))?;
-        let plan = self
-            .ctx
-            .state()
-            .create_logical_plan(sql)
-            .await
-            .map_err(|e| QueryError::Invalid(e.strip_backtrace()))?;
-        read_only(&plan)?;
-        let df = self
-            .ctx
-            .execute_logical_plan(plan)
-            .await
-            .map_err(|e| QueryError::Invalid(e.strip_backtrace()))?;
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let batches = tokio::time::timeout(self.timeout, df.collect())
-            .await
-            .map_err(|_| QueryError::Timeout(self.timeout))?
-            .map_err(|e| QueryError::Failed(e.strip_backtrace()))?;
-        Ok(QueryResult { schema, batches })
     }
 }
 
@@ -264,16 +236,12 @@ pub struct ExecutorOptions {
 /// Runs a Ballista executor until it fails, is told to stop, or gets SIGTERM.
 pub async fn run_executor(o: &ExecutorOptions) -> Result<(), WarehouseError> {
     use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
-    let (scheduler_host, scheduler_port) = o
-        .scheduler
-        .rsplit_once(':')
-        .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
-        .ok_or_else(|| {
-            WarehouseError::Busy(format!(
-                "bad scheduler address {:?}: use host:port",
-                o.scheduler
-            ))
-        })?;
+    let (scheduler_host, scheduler_port) = crate::host_port(&o.scheduler).ok_or_else(|| {
+        WarehouseError::Busy(format!(
+            "bad scheduler address {:?}: use host:port",
+            o.scheduler
+        ))
+    })?;
     let config = ExecutorProcessConfig {
         bind_host: o.host.clone(),
         external_host: Some(o.host.clone()),

@@ -63,6 +63,12 @@ impl Default for WarehouseConfig {
     }
 }
 
+/// `host:port` split, the port parsed.
+pub(crate) fn host_port(addr: &str) -> Option<(String, u16)> {
+    let (host, port) = addr.rsplit_once(':')?;
+    Some((host.to_owned(), port.parse().ok()?))
+}
+
 /// What can go wrong in the warehouse.
 #[derive(Debug, thiserror::Error)]
 pub enum WarehouseError {

@@ -27,9 +27,7 @@ use crate::sql::{Access, CATALOG, SqlEngine};
 
 /// Serves the analyst context on `addr` (`host:port`) until the task is dropped.
 pub async fn serve(engine: Arc<SqlEngine>, addr: &str) -> Result<(), WarehouseError> {
-    let (host, port) = addr
-        .rsplit_once(':')
-        .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
+    let (host, port) = crate::host_port(addr)
         .ok_or_else(|| WarehouseError::Busy(format!("bad pg address {addr:?}: use host:port")))?;
     let ctx = engine.context(Access::Analyst).clone();
     setup_pg_catalog(&ctx, CATALOG, Arc::new(AuthManager::default()))

@@ -467,36 +467,12 @@ impl SqlEngine {
         access: Access,
     ) -> Result<QueryResult, QueryError> {
         let started = Instant::now();
-        let result = self.run(sql, access).await;
-        let (outcome, rows) = match &result {
-            Ok(r) => ("ok".to_owned(), r.rows()),
-            Err(e) => (e.to_string(), 0),
-        };
-        self.audit(who, access, sql, &outcome, rows, started.elapsed());
-        result
-    }
-
-    async fn run(&self, sql: &str, access: Access) -> Result<QueryResult, QueryError> {
         if let Err(e) = self.refresh().await {
             tracing::warn!(error = %e, "warehouse: refreshing the catalog failed");
         }
-        let ctx = self.context(access);
-        let plan = ctx
-            .state()
-            .create_logical_plan(sql)
-            .await
-            .map_err(|e| QueryError::Invalid(e.strip_backtrace()))?;
-        read_only(&plan)?;
-        let df = ctx
-            .execute_logical_plan(plan)
-            .await
-            .map_err(|e| QueryError::Invalid(e.strip_backtrace()))?;
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let batches = tokio::time::timeout(self.timeout, df.collect())
-            .await
-            .map_err(|_| QueryError::Timeout(self.timeout))?
-            .map_err(|e| QueryError::Failed(e.strip_backtrace()))?;
-        Ok(QueryResult { schema, batches })
+        let result = run_read_only(self.context(access), sql, self.timeout).await;
+        self.audit.record(who, access, sql, started, &result);
+        result
     }
 
     /// Appends one line to `<dir>/audit.jsonl` (and the log).
@@ -517,8 +493,32 @@ impl SqlEngine {
     }
 }
 
+/// Plans `sql` in `ctx`, refuses anything but a query, runs it within `timeout`.
+pub(crate) async fn run_read_only(
+    ctx: &SessionContext,
+    sql: &str,
+    timeout: Duration,
+) -> Result<QueryResult, QueryError> {
+    let plan = ctx
+        .state()
+        .create_logical_plan(sql)
+        .await
+        .map_err(|e| QueryError::Invalid(e.strip_backtrace()))?;
+    read_only(&plan)?;
+    let df = ctx
+        .execute_logical_plan(plan)
+        .await
+        .map_err(|e| QueryError::Invalid(e.strip_backtrace()))?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let batches = tokio::time::timeout(timeout, df.collect())
+        .await
+        .map_err(|_| QueryError::Timeout(timeout))?
+        .map_err(|e| QueryError::Failed(e.strip_backtrace()))?;
+    Ok(QueryResult { schema, batches })
+}
+
 /// Refuses DDL, DML and other statements: the warehouse is read-only for every SQL front.
-pub(crate) fn read_only(plan: &datafusion::logical_expr::LogicalPlan) -> Result<(), QueryError> {
+fn read_only(plan: &datafusion::logical_expr::LogicalPlan) -> Result<(), QueryError> {
     SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
@@ -538,6 +538,22 @@ impl Audit {
             .append(true)
             .open(lake.root().join("audit.jsonl"))?;
         Ok(Audit(Mutex::new(file)))
+    }
+
+    /// The line for a statement that started at `started` and ended with `result`.
+    pub(crate) fn record(
+        &self,
+        who: &str,
+        access: Access,
+        sql: &str,
+        started: Instant,
+        result: &Result<QueryResult, QueryError>,
+    ) {
+        let (outcome, rows) = match result {
+            Ok(r) => ("ok".to_owned(), r.rows()),
+            Err(e) => (e.to_string(), 0),
+        };
+        self.write(who, access, sql, &outcome, rows, started.elapsed());
     }
 
     pub(crate) fn write(
