@@ -299,7 +299,7 @@ pub async fn run<P: Processor>(
             last_record = Instant::now();
         }
         if stopping || idle_done {
-            checkpoint(
+            let dropped = checkpoint(
                 &mut processor,
                 &pool,
                 &producer,
@@ -311,7 +311,14 @@ pub async fn run<P: Processor>(
                 &mut report,
             )
             .await?;
-            return Ok(report);
+            // Stopping on request, dropped work is redone by the next run from the
+            // checkpoints; stopping because idle, it must be redone now.
+            if stopping || dropped.is_empty() {
+                return Ok(report);
+            }
+            rewind(&consumer, &pool, &group, dropped, &mut seeking).await?;
+            last_record = Instant::now();
+            continue;
         }
 
         let mut batch = poll_batch(&consumer, cfg.max_batch, &group).await?;
@@ -446,7 +453,7 @@ pub async fn run<P: Processor>(
         }
         if out.urgent || last_checkpoint.elapsed() >= every {
             let started = Instant::now();
-            checkpoint(
+            let dropped = checkpoint(
                 &mut processor,
                 &pool,
                 &producer,
@@ -458,6 +465,7 @@ pub async fn run<P: Processor>(
                 &mut report,
             )
             .await?;
+            rewind(&consumer, &pool, &group, dropped, &mut seeking).await?;
             last_checkpoint = Instant::now();
             checkpoint_cost = started.elapsed();
         }
@@ -595,7 +603,7 @@ async fn checkpoint<P: Processor>(
     shards: &mut HashMap<String, Shard<P::State>>,
     out: &mut Out,
     report: &mut RunReport,
-) -> Result<(), EngineError> {
+) -> Result<Vec<Dropped>, EngineError> {
     for (id, shard) in shards.iter_mut().filter(|(_, s)| s.dirty) {
         processor.on_checkpoint(&mut shard.state, id, out);
     }
@@ -701,14 +709,13 @@ async fn checkpoint<P: Processor>(
         tx.rollback().await?;
         tracing::warn!(%group, shards = ?fenced, "checkpoint fenced by a newer owner; dropping the shards");
         report.fenced += fenced.len() as u64;
-        for id in fenced {
-            shards.remove(&id);
-        }
         // The rows of the other shards are lost with the rollback: reload them too.
-        for id in saved {
-            shards.remove(&id);
-        }
-        return Ok(());
+        let dropped = fenced
+            .into_iter()
+            .chain(saved)
+            .filter_map(|id| shards.remove(&id).map(|s| (id, s.partitions)))
+            .collect();
+        return Ok(dropped);
     }
     tx.commit().await?;
     report.checkpoints += 1;
@@ -729,6 +736,49 @@ async fn checkpoint<P: Processor>(
     }
     metrics::counter!("shopstream_stream_checkpoints_total", "processor" => group.to_owned())
         .increment(1);
+    Ok(Vec::new())
+}
+
+/// A shard a checkpoint dropped unsaved, with the partitions it had read.
+type Dropped = (String, Vec<(String, i32)>);
+
+/// Sends the consumer back to the checkpointed offsets of dropped shards' partitions that
+/// this instance still holds: the work since their checkpoint was thrown away, and the
+/// records are not re-delivered by themselves (at the end of a partition none would come,
+/// so the shard would never be re-read). Partitions another instance holds now are its work.
+async fn rewind(
+    consumer: &StreamConsumer,
+    pool: &PgPool,
+    group: &str,
+    dropped: Vec<Dropped>,
+    seeking: &mut HashMap<(String, i32), i64>,
+) -> Result<(), EngineError> {
+    if dropped.is_empty() {
+        return Ok(());
+    }
+    let assigned: HashSet<(String, i32)> = consumer
+        .assignment()?
+        .elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect();
+    for (shard, partitions) in dropped {
+        let saved = load_checkpoint(pool, group, &shard).await?;
+        for key in partitions.into_iter().filter(|k| assigned.contains(k)) {
+            let next = match saved.as_ref().and_then(|c| c.1.get(&key).copied()) {
+                Some(o) => o,
+                None => {
+                    consumer
+                        .fetch_watermarks(&key.0, key.1, Duration::from_secs(10))?
+                        .0
+                }
+            };
+            tracing::info!(%group, topic = %key.0, partition = key.1, offset = next,
+                "re-reading a partition from its checkpoint after a fenced checkpoint");
+            consumer.seek(&key.0, key.1, Offset::Offset(next), Duration::from_secs(5))?;
+            seeking.insert(key, next);
+        }
+    }
     Ok(())
 }
 

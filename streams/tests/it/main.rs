@@ -232,6 +232,133 @@ async fn aggregates_equal_the_ground_truth_across_restarts_and_bad_records_go_to
     cleanup(&k).await;
 }
 
+/// The aggregator, except that once it has read `after` records its checkpoints are taken
+/// over (their versions bumped, as a newer owner's saves would): its next checkpoint is fenced
+/// and drops every unsaved shard.
+struct Overtaken {
+    inner: Aggregator,
+    db: sqlx::postgres::PgConnectOptions,
+    seen: u64,
+    after: u64,
+    done: bool,
+}
+
+impl engine::Processor for Overtaken {
+    type State = <Aggregator as engine::Processor>::State;
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn mode(&self) -> engine::Mode {
+        self.inner.mode()
+    }
+    fn inputs(&self) -> Vec<events::Topic> {
+        self.inner.inputs()
+    }
+    fn new_state(&self) -> Self::State {
+        self.inner.new_state()
+    }
+    fn on_event(&mut self, st: &mut Self::State, input: &engine::In<'_>, out: &mut engine::Out) {
+        self.seen += 1;
+        self.inner.on_event(st, input, out);
+    }
+    fn on_watermark(
+        &mut self,
+        st: &mut Self::State,
+        wm: streams::window::Millis,
+        out: &mut engine::Out,
+    ) {
+        self.inner.on_watermark(st, wm, out);
+    }
+    fn on_checkpoint(&mut self, st: &mut Self::State, shard: &str, out: &mut engine::Out) {
+        self.inner.on_checkpoint(st, shard, out);
+    }
+    fn between_batches(&mut self) {
+        self.inner.between_batches();
+        if self.done || self.seen < self.after {
+            return;
+        }
+        self.done = true;
+        let db = self.db.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let pool = PgPool::connect_with(db).await.unwrap();
+                let n = sqlx::query("UPDATE streams.checkpoints SET version = version + 1")
+                    .execute(&pool)
+                    .await
+                    .unwrap()
+                    .rows_affected();
+                assert!(n > 0, "no checkpoints to take over");
+            })
+        })
+        .join()
+        .unwrap();
+    }
+}
+
+/// A checkpoint fenced at the end of the input: the dropped shards are read again from their
+/// checkpoints, though no new record will ever arrive to bring them back.
+#[sqlx::test(migrations = false)]
+async fn a_fenced_checkpoint_at_the_end_of_the_input_rereads_what_it_dropped(pool: PgPool) {
+    migrated(&pool).await;
+    let k = kafka().await;
+    let events: Vec<Envelope> = Generator::new(sim(11, 0.0)).take(12_000).collect();
+    let (first, second) = events.split_at(6_000);
+    produce(&k, first).await;
+    let r1 = engine::run(
+        Aggregator::new(Products::load(&k).ok(), 0),
+        pool.clone(),
+        engine_cfg(&k),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert!(r1.checkpoints > 0, "{r1:?}");
+    produce(&k, second).await;
+    let relevant = second
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.event.topic(),
+                events::Topic::Clickstream
+                    | events::Topic::Carts
+                    | events::Topic::Orders
+                    | events::Topic::Payments
+            )
+        })
+        .count() as u64;
+    // No periodic checkpoint: everything read is unsaved when the takeover comes.
+    let mut cfg = engine_cfg(&k);
+    cfg.checkpoint_every = Duration::from_secs(3600);
+    let r2 = engine::run(
+        Overtaken {
+            inner: Aggregator::new(Products::load(&k).ok(), 0),
+            db: (*pool.connect_options()).clone(),
+            seen: 0,
+            after: relevant,
+            done: false,
+        },
+        pool.clone(),
+        cfg,
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert!(r2.fenced > 0, "the takeover fenced a checkpoint: {r2:?}");
+    assert!(
+        r2.processed >= 2 * relevant,
+        "the dropped work was read again: {r2:?}"
+    );
+    assert_eq!(
+        orders_per_minute(&pool).await,
+        truth_orders_per_minute(&events)
+    );
+    cleanup(&k).await;
+}
+
 fn detector(rules: Vec<streams::fraud::Rule>) -> FraudDetector {
     FraudDetector::new(rules, Model::builtin(), Thresholds::default())
 }
