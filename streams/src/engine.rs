@@ -473,12 +473,7 @@ pub async fn run<P: Processor>(
         // Partitions revoked in a rebalance: once their state is checkpointed, drop it (a
         // save after the new owner took over is fenced, so either way nothing is lost).
         if mode == Mode::Partitioned {
-            let assigned: HashSet<(String, i32)> = consumer
-                .assignment()?
-                .elements()
-                .iter()
-                .map(|e| (e.topic().to_owned(), e.partition()))
-                .collect();
+            let assigned = assigned(&consumer)?;
             shards.retain(|_, s| s.dirty || s.partitions.iter().all(|p| assigned.contains(p)));
             let held: HashSet<(String, i32)> = shards
                 .values()
@@ -739,6 +734,16 @@ async fn checkpoint<P: Processor>(
     Ok(Vec::new())
 }
 
+/// The partitions this instance holds now.
+fn assigned(consumer: &StreamConsumer) -> Result<HashSet<(String, i32)>, EngineError> {
+    Ok(consumer
+        .assignment()?
+        .elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect())
+}
+
 /// A shard a checkpoint dropped unsaved, with the partitions it had read.
 type Dropped = (String, Vec<(String, i32)>);
 
@@ -756,12 +761,7 @@ async fn rewind(
     if dropped.is_empty() {
         return Ok(());
     }
-    let assigned: HashSet<(String, i32)> = consumer
-        .assignment()?
-        .elements()
-        .iter()
-        .map(|e| (e.topic().to_owned(), e.partition()))
-        .collect();
+    let assigned = assigned(consumer)?;
     for (shard, partitions) in dropped {
         let saved = load_checkpoint(pool, group, &shard).await?;
         for key in partitions.into_iter().filter(|k| assigned.contains(k)) {

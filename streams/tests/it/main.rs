@@ -69,6 +69,22 @@ fn sim(seed: u64, fraud_rate: f64) -> SimConfig {
     }
 }
 
+/// How many of `events` the aggregator reads (its input topics).
+fn aggregated(events: &[Envelope]) -> u64 {
+    events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.event.topic(),
+                events::Topic::Clickstream
+                    | events::Topic::Carts
+                    | events::Topic::Orders
+                    | events::Topic::Payments
+            )
+        })
+        .count() as u64
+}
+
 /// Confirmed orders per minute: (count, sum of totals in minor units).
 fn truth_orders_per_minute(events: &[Envelope]) -> BTreeMap<i64, (i64, i64)> {
     let mut m = BTreeMap::new();
@@ -143,18 +159,7 @@ async fn aggregates_equal_the_ground_truth_across_restarts_and_bad_records_go_to
         r2.dead_lettered, 0,
         "the bad record is not seen twice: {r2:?}"
     );
-    let relevant = events
-        .iter()
-        .filter(|e| {
-            matches!(
-                e.event.topic(),
-                events::Topic::Clickstream
-                    | events::Topic::Carts
-                    | events::Topic::Orders
-                    | events::Topic::Payments
-            )
-        })
-        .count() as u64;
+    let relevant = aggregated(&events);
     assert_eq!(
         r1.processed + r2.processed,
         relevant,
@@ -318,18 +323,7 @@ async fn a_fenced_checkpoint_at_the_end_of_the_input_rereads_what_it_dropped(poo
     .unwrap();
     assert!(r1.checkpoints > 0, "{r1:?}");
     produce(&k, second).await;
-    let relevant = second
-        .iter()
-        .filter(|e| {
-            matches!(
-                e.event.topic(),
-                events::Topic::Clickstream
-                    | events::Topic::Carts
-                    | events::Topic::Orders
-                    | events::Topic::Payments
-            )
-        })
-        .count() as u64;
+    let relevant = aggregated(second);
     // No periodic checkpoint: everything read is unsaved when the takeover comes.
     let mut cfg = engine_cfg(&k);
     cfg.checkpoint_every = Duration::from_secs(3600);
