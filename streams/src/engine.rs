@@ -316,7 +316,7 @@ pub async fn run<P: Processor>(
             if stopping || dropped.is_empty() {
                 return Ok(report);
             }
-            rewind(&consumer, &pool, &group, dropped, &mut seeking).await?;
+            rewind(&consumer, &pool, &group, dropped, &mut seeking, &mut clocks).await?;
             last_record = Instant::now();
             continue;
         }
@@ -465,7 +465,7 @@ pub async fn run<P: Processor>(
                 &mut report,
             )
             .await?;
-            rewind(&consumer, &pool, &group, dropped, &mut seeking).await?;
+            rewind(&consumer, &pool, &group, dropped, &mut seeking, &mut clocks).await?;
             last_checkpoint = Instant::now();
             checkpoint_cost = started.elapsed();
         }
@@ -757,6 +757,7 @@ async fn rewind(
     group: &str,
     dropped: Vec<Dropped>,
     seeking: &mut HashMap<(String, i32), i64>,
+    clocks: &mut Watermarks,
 ) -> Result<(), EngineError> {
     if dropped.is_empty() {
         return Ok(());
@@ -776,6 +777,9 @@ async fn rewind(
             tracing::info!(%group, topic = %key.0, partition = key.1, offset = next,
                 "re-reading a partition from its checkpoint after a fenced checkpoint");
             consumer.seek(&key.0, key.1, Offset::Offset(next), Duration::from_secs(5))?;
+            // Its event-time clock starts over with the records read again: kept at the
+            // end of the input, it would make them late.
+            clocks.retain(|k| *k != key);
             seeking.insert(key, next);
         }
     }
