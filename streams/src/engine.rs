@@ -285,10 +285,13 @@ pub async fn run<P: Processor>(
     let mut last_checkpoint = Instant::now();
     let mut checkpoint_cost = Duration::ZERO;
     let mut last_record = Instant::now();
-    // Partitions whose next records must be ignored until the consumer re-positions.
-    let mut seeking: HashMap<(String, i32), i64> = HashMap::new();
+    // Partitions whose next records must be ignored until the consumer re-positions: the
+    // offset sought, and the round (loop pass) the seek was made in.
+    let mut seeking: Seeking = HashMap::new();
+    let mut round: u64 = 0;
 
     loop {
+        round += 1;
         let stopping = (&mut shutdown).now_or_never().is_some();
         let mut idle_done = cfg
             .stop_when_idle
@@ -316,7 +319,16 @@ pub async fn run<P: Processor>(
             if stopping || dropped.is_empty() {
                 return Ok(report);
             }
-            rewind(&consumer, &pool, &group, dropped, &mut seeking, &mut clocks).await?;
+            rewind(
+                &consumer,
+                &pool,
+                &group,
+                dropped,
+                &mut seeking,
+                round,
+                &mut clocks,
+            )
+            .await?;
             last_record = Instant::now();
             continue;
         }
@@ -335,11 +347,31 @@ pub async fn run<P: Processor>(
         let now = now_ms();
         for m in &batch {
             let key = (m.topic().to_owned(), m.partition());
-            if let Some(&want) = seeking.get(&key) {
-                if m.offset() != want {
-                    continue;
+            if let Some(&(want, asked)) = seeking.get(&key) {
+                match m.offset().cmp(&want) {
+                    std::cmp::Ordering::Equal => {
+                        seeking.remove(&key);
+                    }
+                    // Fetched before the seek took effect.
+                    std::cmp::Ordering::Less => continue,
+                    // Past the offset sought, in a later round: the seek was lost (the
+                    // partition was revoked and assigned again, and restarted from its
+                    // committed offset). Ask again rather than skip the partition for good.
+                    std::cmp::Ordering::Greater => {
+                        if asked < round {
+                            tracing::info!(%group, topic = %key.0, partition = key.1,
+                                offset = want, at = m.offset(), "seeking again (the last seek was lost)");
+                            consumer.seek(
+                                &key.0,
+                                key.1,
+                                Offset::Offset(want),
+                                Duration::from_secs(5),
+                            )?;
+                            seeking.insert(key.clone(), (want, round));
+                        }
+                        continue;
+                    }
                 }
-                seeking.remove(&key);
             }
             let shard_id = match mode {
                 Mode::Global => "all".to_owned(),
@@ -384,8 +416,10 @@ pub async fn run<P: Processor>(
                 if m.offset() > next {
                     // The consumer is ahead of the checkpoint (another instance's commit, or
                     // a fenced shard): go back so nothing between is missed.
+                    tracing::info!(%group, topic = %key.0, partition = key.1, offset = next,
+                        at = m.offset(), "consumer ahead of the checkpoint; seeking back");
                     consumer.seek(&key.0, key.1, Offset::Offset(next), Duration::from_secs(5))?;
-                    seeking.insert(key.clone(), next);
+                    seeking.insert(key.clone(), (next, round));
                     continue;
                 }
             }
@@ -430,11 +464,6 @@ pub async fn run<P: Processor>(
                 processor.on_watermark(&mut shard.state, wm, &mut out);
             }
         }
-        report.late += out
-            .records
-            .iter()
-            .filter(|r| matches!(r, OutRecord::Late { .. }))
-            .count() as u64;
 
         // A checkpoint stops processing while it runs, so a global processor's one large
         // state is checkpointed less often: at most ~1 % of the time goes to checkpoints
@@ -465,7 +494,16 @@ pub async fn run<P: Processor>(
                 &mut report,
             )
             .await?;
-            rewind(&consumer, &pool, &group, dropped, &mut seeking, &mut clocks).await?;
+            rewind(
+                &consumer,
+                &pool,
+                &group,
+                dropped,
+                &mut seeking,
+                round,
+                &mut clocks,
+            )
+            .await?;
             last_checkpoint = Instant::now();
             checkpoint_cost = started.elapsed();
         }
@@ -480,6 +518,9 @@ pub async fn run<P: Processor>(
                 .flat_map(|s| s.partitions.iter().cloned())
                 .collect();
             clocks.retain(|k| held.contains(k) || assigned.contains(k));
+            // A seek of a partition given away is void (its next owner starts where the
+            // checkpoint says).
+            seeking.retain(|k, _| assigned.contains(k));
         }
     }
 }
@@ -603,6 +644,16 @@ async fn checkpoint<P: Processor>(
         processor.on_checkpoint(&mut shard.state, id, out);
     }
     // 1. Outputs to Kafka, delivered before anything is marked done.
+    let late = out
+        .records
+        .iter()
+        .filter(|r| matches!(r, OutRecord::Late { .. }))
+        .count() as u64;
+    if late > 0 {
+        report.late += late;
+        tracing::debug!(%group, late, total = report.late,
+            "records past the allowed lateness, routed to the late topic");
+    }
     let sends = out.records.drain(..).map(|r| async move {
         match r {
             OutRecord::Event(env) => producer.publish(&env).await.map(|_| ()),
@@ -747,6 +798,9 @@ fn assigned(consumer: &StreamConsumer) -> Result<HashSet<(String, i32)>, EngineE
 /// A shard a checkpoint dropped unsaved, with the partitions it had read.
 type Dropped = (String, Vec<(String, i32)>);
 
+/// Partitions being re-positioned: the offset sought and the round it was asked in.
+type Seeking = HashMap<(String, i32), (i64, u64)>;
+
 /// Sends the consumer back to the checkpointed offsets of dropped shards' partitions that
 /// this instance still holds: the work since their checkpoint was thrown away, and the
 /// records are not re-delivered by themselves (at the end of a partition none would come,
@@ -756,7 +810,8 @@ async fn rewind(
     pool: &PgPool,
     group: &str,
     dropped: Vec<Dropped>,
-    seeking: &mut HashMap<(String, i32), i64>,
+    seeking: &mut Seeking,
+    round: u64,
     clocks: &mut Watermarks,
 ) -> Result<(), EngineError> {
     if dropped.is_empty() {
@@ -780,7 +835,7 @@ async fn rewind(
             // Its event-time clock starts over with the records read again: kept at the
             // end of the input, it would make them late.
             clocks.retain(|k| *k != key);
-            seeking.insert(key, next);
+            seeking.insert(key, (next, round));
         }
     }
     Ok(())
