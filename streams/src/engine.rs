@@ -357,8 +357,10 @@ pub async fn run<P: Processor>(
                     // Past the offset sought, in a later round: the seek was lost (the
                     // partition was revoked and assigned again, and restarted from its
                     // committed offset). Ask again rather than skip the partition for good.
+                    // (A global processor assigns its partitions itself, so it never loses a
+                    // seek that way, and its aligner may release records fetched long before.)
                     std::cmp::Ordering::Greater => {
-                        if asked < round {
+                        if asked < round && mode == Mode::Partitioned {
                             tracing::info!(%group, topic = %key.0, partition = key.1,
                                 offset = want, at = m.offset(), "seeking again (the last seek was lost)");
                             consumer.seek(
