@@ -285,13 +285,11 @@ pub async fn run<P: Processor>(
     let mut last_checkpoint = Instant::now();
     let mut checkpoint_cost = Duration::ZERO;
     let mut last_record = Instant::now();
-    // Partitions whose next records must be ignored until the consumer re-positions: the
-    // offset sought, and the round (loop pass) the seek was made in.
-    let mut seeking: Seeking = HashMap::new();
-    let mut round: u64 = 0;
+    // Partitions whose next records must be ignored until the consumer re-positions.
+    let mut seeks = Seeks::default();
 
     loop {
-        round += 1;
+        seeks.round += 1;
         let stopping = (&mut shutdown).now_or_never().is_some();
         let mut idle_done = cfg
             .stop_when_idle
@@ -319,16 +317,7 @@ pub async fn run<P: Processor>(
             if stopping || dropped.is_empty() {
                 return Ok(report);
             }
-            rewind(
-                &consumer,
-                &pool,
-                &group,
-                dropped,
-                &mut seeking,
-                round,
-                &mut clocks,
-            )
-            .await?;
+            rewind(&consumer, &pool, &group, dropped, &mut seeks, &mut clocks).await?;
             last_record = Instant::now();
             continue;
         }
@@ -347,33 +336,8 @@ pub async fn run<P: Processor>(
         let now = now_ms();
         for m in &batch {
             let key = (m.topic().to_owned(), m.partition());
-            if let Some(&(want, asked)) = seeking.get(&key) {
-                match m.offset().cmp(&want) {
-                    std::cmp::Ordering::Equal => {
-                        seeking.remove(&key);
-                    }
-                    // Fetched before the seek took effect.
-                    std::cmp::Ordering::Less => continue,
-                    // Past the offset sought, in a later round: the seek was lost (the
-                    // partition was revoked and assigned again, and restarted from its
-                    // committed offset). Ask again rather than skip the partition for good.
-                    // (A global processor assigns its partitions itself, so it never loses a
-                    // seek that way, and its aligner may release records fetched long before.)
-                    std::cmp::Ordering::Greater => {
-                        if asked < round && mode == Mode::Partitioned {
-                            tracing::info!(%group, topic = %key.0, partition = key.1,
-                                offset = want, at = m.offset(), "seeking again (the last seek was lost)");
-                            consumer.seek(
-                                &key.0,
-                                key.1,
-                                Offset::Offset(want),
-                                Duration::from_secs(5),
-                            )?;
-                            seeking.insert(key.clone(), (want, round));
-                        }
-                        continue;
-                    }
-                }
+            if !seeks.admits(&consumer, &group, &key, m.offset(), mode)? {
+                continue;
             }
             let shard_id = match mode {
                 Mode::Global => "all".to_owned(),
@@ -418,10 +382,13 @@ pub async fn run<P: Processor>(
                 if m.offset() > next {
                     // The consumer is ahead of the checkpoint (another instance's commit, or
                     // a fenced shard): go back so nothing between is missed.
-                    tracing::info!(%group, topic = %key.0, partition = key.1, offset = next,
-                        at = m.offset(), "consumer ahead of the checkpoint; seeking back");
-                    consumer.seek(&key.0, key.1, Offset::Offset(next), Duration::from_secs(5))?;
-                    seeking.insert(key.clone(), (next, round));
+                    seeks.ask(
+                        &consumer,
+                        &group,
+                        &key,
+                        next,
+                        "consumer ahead of the checkpoint",
+                    )?;
                     continue;
                 }
             }
@@ -496,16 +463,7 @@ pub async fn run<P: Processor>(
                 &mut report,
             )
             .await?;
-            rewind(
-                &consumer,
-                &pool,
-                &group,
-                dropped,
-                &mut seeking,
-                round,
-                &mut clocks,
-            )
-            .await?;
+            rewind(&consumer, &pool, &group, dropped, &mut seeks, &mut clocks).await?;
             last_checkpoint = Instant::now();
             checkpoint_cost = started.elapsed();
         }
@@ -522,7 +480,7 @@ pub async fn run<P: Processor>(
             clocks.retain(|k| held.contains(k) || assigned.contains(k));
             // A seek of a partition given away is void (its next owner starts where the
             // checkpoint says).
-            seeking.retain(|k, _| assigned.contains(k));
+            seeks.pending.retain(|k, _| assigned.contains(k));
         }
     }
 }
@@ -800,8 +758,65 @@ fn assigned(consumer: &StreamConsumer) -> Result<HashSet<(String, i32)>, EngineE
 /// A shard a checkpoint dropped unsaved, with the partitions it had read.
 type Dropped = (String, Vec<(String, i32)>);
 
-/// Partitions being re-positioned: the offset sought and the round it was asked in.
-type Seeking = HashMap<(String, i32), (i64, u64)>;
+/// Partitions being re-positioned: the records fetched before a seek took effect are ignored
+/// until the one sought arrives.
+#[derive(Default)]
+struct Seeks {
+    /// Per partition, the offset sought and the round it was asked in.
+    pending: HashMap<(String, i32), (i64, u64)>,
+    /// The engine loop's pass (one poll) now.
+    round: u64,
+}
+
+impl Seeks {
+    /// Sends the consumer back to `offset` on `key` and ignores its records until then.
+    fn ask(
+        &mut self,
+        consumer: &StreamConsumer,
+        group: &str,
+        key: &(String, i32),
+        offset: i64,
+        why: &str,
+    ) -> Result<(), EngineError> {
+        tracing::info!(%group, topic = %key.0, partition = key.1, offset, why, "seeking");
+        consumer.seek(
+            &key.0,
+            key.1,
+            Offset::Offset(offset),
+            Duration::from_secs(5),
+        )?;
+        self.pending.insert(key.clone(), (offset, self.round));
+        Ok(())
+    }
+
+    /// Whether the record at `offset` of `key` is to be processed (false while a seek is
+    /// pending and this is not the record sought).
+    fn admits(
+        &mut self,
+        consumer: &StreamConsumer,
+        group: &str,
+        key: &(String, i32),
+        offset: i64,
+        mode: Mode,
+    ) -> Result<bool, EngineError> {
+        let Some(&(want, asked)) = self.pending.get(key) else {
+            return Ok(true);
+        };
+        // Past the offset sought, in a later round: the seek was lost (the partition was
+        // revoked and assigned again, and restarted from its committed offset). Ask again
+        // rather than skip the partition for good. (A global processor assigns its
+        // partitions itself, so it never loses a seek that way, and its aligner may release
+        // records fetched long before.) Below the offset: fetched before the seek.
+        if offset > want && asked < self.round && mode == Mode::Partitioned {
+            self.ask(consumer, group, key, want, "the last seek was lost")?;
+        }
+        if offset != want {
+            return Ok(false);
+        }
+        self.pending.remove(key);
+        Ok(true)
+    }
+}
 
 /// Sends the consumer back to the checkpointed offsets of dropped shards' partitions that
 /// this instance still holds: the work since their checkpoint was thrown away, and the
@@ -812,8 +827,7 @@ async fn rewind(
     pool: &PgPool,
     group: &str,
     dropped: Vec<Dropped>,
-    seeking: &mut Seeking,
-    round: u64,
+    seeks: &mut Seeks,
     clocks: &mut Watermarks,
 ) -> Result<(), EngineError> {
     if dropped.is_empty() {
@@ -831,13 +845,16 @@ async fn rewind(
                         .0
                 }
             };
-            tracing::info!(%group, topic = %key.0, partition = key.1, offset = next,
-                "re-reading a partition from its checkpoint after a fenced checkpoint");
-            consumer.seek(&key.0, key.1, Offset::Offset(next), Duration::from_secs(5))?;
+            seeks.ask(
+                consumer,
+                group,
+                &key,
+                next,
+                "re-reading after a fenced checkpoint",
+            )?;
             // Its event-time clock starts over with the records read again: kept at the
             // end of the input, it would make them late.
             clocks.retain(|k| *k != key);
-            seeking.insert(key, (next, round));
         }
     }
     Ok(())
