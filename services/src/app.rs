@@ -104,6 +104,8 @@ pub struct AppState {
     pub pool: PgPool,
     pub tokens: Arc<TokenKeys>,
     pub limiter: Arc<LoginLimiter>,
+    /// Sessions known live, so authenticated requests skip a PostgreSQL round trip.
+    pub sessions: Arc<crate::auth::SessionCache>,
     pub gateway: Arc<Gateway>,
     pub limits: Arc<Limits>,
     pub product_cache: Arc<ProductCache>,
@@ -121,6 +123,7 @@ impl AppState {
             tracing::warn!("using the development JWT secret; set services.jwt_secret");
         }
         AppState {
+            sessions: crate::auth::SessionCache::listening_to(&pool),
             pool,
             tokens: Arc::new(TokenKeys::new(
                 cfg.jwt_secret.as_bytes(),

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use ml::recs::model::{Filter, Recommender};
+use ml::recs::model::{Filter, IndexParams, Recommender};
 use ml::recs::pipeline::{self, KIND, TrainOptions};
 use ml::recs::synth::{SynthSpec, generate};
 use tokio::sync::watch;
@@ -43,6 +43,21 @@ pub struct MlArgs {
     /// Skip the leave-last-out evaluation (it trains a second model).
     #[arg(long)]
     no_eval: bool,
+    /// Trees per recommendation index (default: arroy grows as many as the items need).
+    #[arg(long)]
+    trees: Option<usize>,
+    /// Candidates a recommendation query collects, as a multiple of arroy's default.
+    #[arg(long, default_value_t = IndexParams::default().oversampling)]
+    oversampling: usize,
+    /// Instead of the HTTP load, compare index settings on the trained model: for each
+    /// tree count (0 = arroy's default) and oversampling, recall@10 against exact search
+    /// and the time of one query, on one thread.
+    #[arg(long)]
+    index_sweep: bool,
+    #[arg(long, value_delimiter = ',', default_value = "0,8,16,32,64")]
+    sweep_trees: Vec<usize>,
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16")]
+    sweep_oversampling: Vec<usize>,
 }
 
 pub async fn run(cfg: &Config, args: &MlArgs) -> anyhow::Result<()> {
@@ -75,9 +90,13 @@ async fn bench(cfg: &Config, args: &MlArgs) -> anyhow::Result<()> {
     let opts = TrainOptions {
         source: "synthetic".into(),
         evaluate: false,
+        index: IndexParams {
+            trees: args.trees,
+            oversampling: args.oversampling,
+        },
         ..TrainOptions::default()
     };
-    let report = if args.no_eval {
+    let report = if args.no_eval || args.index_sweep {
         None
     } else {
         let (rows, opts) = (rows.clone(), opts.clone());
@@ -89,28 +108,12 @@ async fn bench(cfg: &Config, args: &MlArgs) -> anyhow::Result<()> {
     let total = started.elapsed();
     registry.promote(KIND, &meta.version)?;
 
-    // Recall of the index against exact search, on 500 users.
-    let model = Recommender::load(&registry.dir(KIND, &meta.version), &meta.version)?;
-    let (mut hit, mut n) = (0usize, 0usize);
-    for u in model
-        .user_ids()
-        .iter()
-        .step_by((model.users() / 500).max(1))
-        .take(500)
-    {
-        let exact = model.exact(u, 10).unwrap_or_default();
-        let (_, got) = model.recommend(u, 10, &Filter::default())?;
-        hit += got
-            .iter()
-            .filter(|g| {
-                model
-                    .item_number(&g.item)
-                    .is_some_and(|i| exact.contains(&i))
-            })
-            .count();
-        n += exact.len();
+    let model_dir = registry.dir(KIND, &meta.version);
+    if args.index_sweep {
+        return sweep(&model_dir, &meta.version, args);
     }
-    let recall = hit as f64 / n.max(1) as f64;
+    let model = Recommender::load(&model_dir, &meta.version)?;
+    let recall = index_recall(&model)?.0;
     let users: Vec<String> = model.user_ids().to_vec();
     drop(model);
 
@@ -310,6 +313,90 @@ async fn bench(cfg: &Config, args: &MlArgs) -> anyhow::Result<()> {
         args.products
     );
     print_images(cfg, args).await
+}
+
+/// Recall@10 of the index against exact search on 500 users, and the time of each of
+/// their queries as the route asks them (leaving out what the user bought).
+fn index_recall(model: &Recommender) -> anyhow::Result<(f64, Vec<Duration>)> {
+    let (mut hit, mut n, mut times) = (0usize, 0usize, Vec::new());
+    let route = Filter {
+        exclude_bought: true,
+        ..Filter::default()
+    };
+    for u in model
+        .user_ids()
+        .iter()
+        .step_by((model.users() / 500).max(1))
+        .take(500)
+    {
+        let exact = model.exact(u, 10).unwrap_or_default();
+        let (_, got) = model.recommend(u, 10, &Filter::default())?;
+        hit += got
+            .iter()
+            .filter(|g| {
+                model
+                    .item_number(&g.item)
+                    .is_some_and(|i| exact.contains(&i))
+            })
+            .count();
+        n += exact.len();
+        let t = Instant::now();
+        model.recommend(u, 10, &route)?;
+        times.push(t.elapsed());
+    }
+    Ok((hit as f64 / n.max(1) as f64, times))
+}
+
+/// `--index-sweep`: each tree count and oversampling on the same trained vectors.
+fn sweep(model_dir: &std::path::Path, version: &str, args: &MlArgs) -> anyhow::Result<()> {
+    println!(
+        "index sweep, {} interactions ({} users, {} items): one thread, 500 users, k = 10",
+        args.interactions, args.users, args.items
+    );
+    println!(
+        "{:>6} {:>12} {:>10} {:>14} {:>14} {:>16}",
+        "trees", "oversampling", "recall@10", "recs p50 µs", "recs p99 µs", "similar p50 µs"
+    );
+    let scratch = model_dir.with_extension("sweep");
+    for &trees in &args.sweep_trees {
+        let dir = scratch.join(format!("t{trees}"));
+        let params = IndexParams {
+            trees: (trees > 0).then_some(trees),
+            ..IndexParams::default()
+        };
+        ml::recs::model::rebuild(model_dir, &dir, params)?;
+        let mut model = Recommender::load(&dir, version)?;
+        let built = model.trees()?;
+        for &o in &args.sweep_oversampling {
+            model.set_oversampling(o);
+            let (recall, mut times) = index_recall(&model)?;
+            times.sort();
+            let mut sim = Vec::new();
+            for i in (0..model.items())
+                .step_by((model.items() / 500).max(1))
+                .take(500)
+            {
+                let id = model.item_id(i as u32).to_string();
+                let t = Instant::now();
+                model.similar(&id, 10, &Filter::default())?;
+                sim.push(t.elapsed());
+            }
+            sim.sort();
+            let pct = |v: &[Duration], p: f64| {
+                v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
+                    .map_or(0.0, |d| d.as_secs_f64() * 1e6)
+            };
+            println!(
+                "{built:>6} {o:>12} {recall:>10.3} {:>14.0} {:>14.0} {:>16.0}",
+                pct(&times, 0.5),
+                pct(&times, 0.99),
+                pct(&sim, 0.5)
+            );
+        }
+        drop(model);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(())
 }
 
 async fn print_images(cfg: &Config, args: &MlArgs) -> anyhow::Result<()> {

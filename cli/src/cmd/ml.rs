@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use ml::recs::als::AlsParams;
 use ml::recs::data::{Interaction, Weighting};
+use ml::recs::model::IndexParams;
 use ml::recs::pipeline::{self, TrainOptions};
 use ml::registry::Registry;
 use warehouse::sql::{Access, SqlEngine};
@@ -84,6 +85,13 @@ pub struct RecsArgs {
     /// Signals lose half their weight every this many days before the newest (0: no decay).
     #[arg(long, default_value_t = Weighting::default().half_life_days)]
     pub half_life_days: f64,
+    /// Trees per item index (default: arroy grows as many as the items need).
+    #[arg(long)]
+    pub trees: Option<usize>,
+    /// Candidates a query collects from the index, as a multiple of arroy's default
+    /// (more: better recall, slower queries; `shopstream bench ml --index-sweep` compares).
+    #[arg(long, default_value_t = IndexParams::default().oversampling)]
+    pub oversampling: usize,
     /// Skip the evaluation `train` runs first to record the model's metrics.
     #[arg(long)]
     pub no_eval: bool,
@@ -111,6 +119,10 @@ impl RecsArgs {
             categories,
             source,
             evaluate: !self.no_eval,
+            index: IndexParams {
+                trees: self.trees,
+                oversampling: self.oversampling,
+            },
         }
     }
 }

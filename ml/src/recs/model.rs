@@ -24,9 +24,38 @@ const FACTORS_FILE: &str = "factors.safetensors";
 const INDEX_DIR: &str = "index";
 const DOT_DB: &str = "dot";
 const COSINE_DB: &str = "cosine";
-/// How many more tree nodes than arroy's default a query inspects: its default
-/// (n_trees × k) found ~60 % of the exact top 10 of dot-product queries in the tests.
-const OVERSAMPLING: usize = 16;
+const INDEX_FILE: &str = "index.json";
+
+/// How the arroy indexes are built and queried. A query collects about
+/// `trees × k × oversampling` candidate items from the trees before it scores them exactly,
+/// so more trees and more oversampling buy recall with time (`shopstream bench ml
+/// --index-sweep` measures both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexParams {
+    /// Trees per index; `None` lets arroy grow trees until they hold as many nodes as items.
+    pub trees: Option<usize>,
+    /// Multiplies the candidates a query collects (arroy's default is 1).
+    pub oversampling: usize,
+}
+
+impl Default for IndexParams {
+    fn default() -> Self {
+        IndexParams {
+            trees: None,
+            oversampling: 16,
+        }
+    }
+}
+
+impl IndexParams {
+    /// Models saved before the parameters were recorded were built and served so.
+    fn legacy() -> Self {
+        IndexParams {
+            trees: None,
+            oversampling: 16,
+        }
+    }
+}
 
 /// Everything but the vectors.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,6 +76,7 @@ pub fn save(
     data: &Dataset,
     model: &AlsModel,
     categories: &HashMap<String, String>,
+    index: IndexParams,
     on_item: &mut dyn FnMut(usize, usize),
 ) -> Result<(), Error> {
     let ids = Ids {
@@ -66,7 +96,8 @@ pub fn save(
         ("item".to_string(), model.items.to_tensor()?),
     ]);
     candle_core::safetensors::save(&tensors, dir.join(FACTORS_FILE))?;
-    build_index(&dir.join(INDEX_DIR), &model.items, on_item)
+    crate::registry::write_json(&dir.join(INDEX_FILE), &index)?;
+    build_index(&dir.join(INDEX_DIR), &model.items, index, on_item)
 }
 
 fn open_env(path: &Path, create: bool) -> Result<Env<WithoutTls>, Error> {
@@ -105,6 +136,7 @@ fn databases(env: &Env<WithoutTls>) -> Result<Dbs, Error> {
 fn build_index(
     path: &Path,
     items: &Factors,
+    params: IndexParams,
     on_item: &mut dyn FnMut(usize, usize),
 ) -> Result<(), Error> {
     let env = open_env(path, true)?;
@@ -121,8 +153,18 @@ fn build_index(
         }
     }
     let mut rng = rand_arroy::rngs::StdRng::seed_from_u64(7);
-    dw.builder(&mut rng).build(&mut wtxn)?;
-    cw.builder(&mut rng).build(&mut wtxn)?;
+    {
+        let mut b = dw.builder(&mut rng);
+        if let Some(t) = params.trees {
+            b.n_trees(t);
+        }
+        b.build(&mut wtxn)?;
+    }
+    let mut b = cw.builder(&mut rng);
+    if let Some(t) = params.trees {
+        b.n_trees(t);
+    }
+    b.build(&mut wtxn)?;
     wtxn.commit()?;
     Ok(())
 }
@@ -170,6 +212,7 @@ pub struct Recommender {
     env: Env<WithoutTls>,
     dot: arroy::Database<'static, DotProduct>,
     cos: arroy::Database<'static, Cosine>,
+    index: IndexParams,
 }
 
 impl std::fmt::Debug for Recommender {
@@ -203,6 +246,17 @@ impl Recommender {
                 ids.users.len()
             )));
         }
+        let index = match std::fs::read(dir.join(INDEX_FILE)) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| Error::Integrity(format!("{INDEX_FILE}: {e}")))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => IndexParams::legacy(),
+            Err(e) => {
+                return Err(Error::Io(format!(
+                    "{}: {e}",
+                    dir.join(INDEX_FILE).display()
+                )));
+            }
+        };
         let env = open_env(&dir.join(INDEX_DIR), false)?;
         let rtxn = env.read_txn()?;
         let (dot, cos) = env
@@ -243,7 +297,28 @@ impl Recommender {
             env,
             dot,
             cos,
+            index,
         })
+    }
+
+    /// How the index was built and is queried.
+    pub fn index_params(&self) -> IndexParams {
+        self.index
+    }
+
+    /// Queries with another oversampling (benchmarks compare them on one index).
+    pub fn set_oversampling(&mut self, oversampling: usize) {
+        self.index.oversampling = oversampling.max(1);
+    }
+
+    fn oversampling(&self) -> std::num::NonZeroUsize {
+        std::num::NonZeroUsize::new(self.index.oversampling).unwrap_or(std::num::NonZeroUsize::MIN)
+    }
+
+    /// Trees in the dot-product index.
+    pub fn trees(&self) -> Result<usize, Error> {
+        let rtxn = self.env.read_txn()?;
+        Ok(Reader::<DotProduct>::open(&rtxn, 0, self.dot)?.n_trees())
     }
 
     /// Fills in categories the training data did not know (e.g. from the live catalog).
@@ -332,7 +407,7 @@ impl Recommender {
         let rtxn = self.env.read_txn()?;
         let reader = Reader::<DotProduct>::open(&rtxn, 0, self.dot)?;
         let mut q = reader.nns(k);
-        q.candidates(&candidates).oversampling(oversampling());
+        q.candidates(&candidates).oversampling(self.oversampling());
         let hits = q.by_vector(&rtxn, self.users.row(u as usize))?;
         Ok((Strategy::Personalized, self.scored(hits)))
     }
@@ -358,7 +433,7 @@ impl Recommender {
             return Ok(None);
         };
         let mut q = reader.nns(k);
-        q.candidates(&candidates).oversampling(oversampling());
+        q.candidates(&candidates).oversampling(self.oversampling());
         let hits = q.by_vector(&rtxn, &v)?;
         // arroy's cosine distance is (1 − cos) / 2; report the similarity.
         Ok(Some(
@@ -388,8 +463,25 @@ impl Recommender {
     }
 }
 
-fn oversampling() -> std::num::NonZeroUsize {
-    std::num::NonZeroUsize::new(OVERSAMPLING).unwrap_or(std::num::NonZeroUsize::MIN)
+/// Copies the model in `src` to `dst` with its indexes built anew with `params` (for
+/// comparing index settings on one trained model; `dst` must not exist).
+pub fn rebuild(src: &Path, dst: &Path, params: IndexParams) -> Result<(), Error> {
+    std::fs::create_dir_all(dst).map_err(|e| Error::Io(format!("{}: {e}", dst.display())))?;
+    for f in [IDS_FILE, FACTORS_FILE] {
+        std::fs::copy(src.join(f), dst.join(f))
+            .map_err(|e| Error::Io(format!("{}: {e}", src.join(f).display())))?;
+    }
+    let tensors = candle_core::safetensors::load(src.join(FACTORS_FILE), &Device::Cpu)?;
+    let items = tensors
+        .get("item")
+        .ok_or_else(|| Error::Integrity("factors: no item tensor".into()))?;
+    crate::registry::write_json(&dst.join(INDEX_FILE), &params)?;
+    build_index(
+        &dst.join(INDEX_DIR),
+        &to_factors(items)?,
+        params,
+        &mut |_, _| {},
+    )
 }
 
 fn index_of(ids: &[String]) -> HashMap<String, u32> {

@@ -26,6 +26,8 @@ pub struct TrainOptions {
     pub source: String,
     /// Also run the leave-last-out evaluation and record its metrics.
     pub evaluate: bool,
+    /// How the item indexes are built and queried.
+    pub index: crate::recs::model::IndexParams,
 }
 
 /// Leave-last-out evaluation with progress.
@@ -70,6 +72,7 @@ pub fn train(
         &data,
         &model,
         &opts.categories,
+        opts.index,
         &mut |i, _| bar.set(i as u64),
     )?;
     bar.finish();
@@ -89,6 +92,7 @@ pub fn train(
             "algorithm": "ials-cg",
             "als": opts.params,
             "half_life_days": opts.weighting.half_life_days,
+            "index": opts.index,
         }),
         metrics,
         files: BTreeMap::new(),

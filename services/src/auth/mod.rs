@@ -5,10 +5,12 @@
 mod limiter;
 mod password;
 mod routes;
+pub mod sessions;
 pub mod tokens;
 
 pub use limiter::LoginLimiter;
 pub use routes::routes;
+pub use sessions::SessionCache;
 
 use events::domain::users::Role;
 use sqlx::PgPool;

@@ -299,6 +299,7 @@ async fn refresh(
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        app.sessions.forget(session);
         tracing::warn!(%session, %user, "refresh token reuse: session revoked");
         return Err(Problem::unauthorized(
             "refresh token already used; the session has been revoked",
@@ -332,6 +333,7 @@ async fn logout(State(app): State<AppState>, user: AuthUser) -> Result<StatusCod
     .bind(user.session_id)
     .execute(&app.pool)
     .await?;
+    app.sessions.forget(user.session_id);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,5 +1,6 @@
 //! Authentication of requests: a bearer JWT access token whose session is still live, and
-//! role checks. Logout revokes the session, so its access tokens stop working at once.
+//! role checks. Logout revokes the session, so its access tokens stop working at once (the
+//! liveness of sessions is cached per process, kept in step by `auth::sessions`).
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header;
@@ -55,13 +56,17 @@ where
             TokenError::Expired => Problem::unauthorized("access token expired"),
             TokenError::Invalid => Problem::unauthorized("invalid access token"),
         })?;
-        let live: Option<bool> =
-            sqlx::query_scalar("SELECT revoked_at IS NULL FROM auth.sessions WHERE id = $1")
-                .bind(claims.sid)
-                .fetch_optional(&app.pool)
-                .await?;
-        if live != Some(true) {
-            return Err(Problem::unauthorized("session revoked"));
+        if !app.sessions.is_live(claims.sid) {
+            let generation = app.sessions.generation();
+            let live: Option<bool> =
+                sqlx::query_scalar("SELECT revoked_at IS NULL FROM auth.sessions WHERE id = $1")
+                    .bind(claims.sid)
+                    .fetch_optional(&app.pool)
+                    .await?;
+            if live != Some(true) {
+                return Err(Problem::unauthorized("session revoked"));
+            }
+            app.sessions.remember(claims.sid, generation);
         }
         Ok(AuthUser {
             user_id: claims.sub,

@@ -215,6 +215,51 @@ async fn logout_revokes_access_and_refresh_at_once(pool: PgPool) {
     );
 }
 
+/// Two instances of the services on one database: each caches live sessions, and a logout
+/// on one reaches the other through PostgreSQL's NOTIFY.
+#[sqlx::test(migrations = false)]
+async fn a_logout_on_one_instance_stops_the_token_on_another(pool: PgPool) {
+    let (a, b) = (TestApp::new(pool.clone()).await, TestApp::new(pool).await);
+    let listening = async {
+        while !(a.state.sessions.is_listening() && b.state.sessions.is_listening()) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), listening)
+        .await
+        .expect("both session caches listen within 10 s");
+    let (_, access, _) = a.signup("fay@example.com").await;
+    let sid = b.state.tokens.verify_access(&access).unwrap().sid;
+    let me = b.call(Method::GET, "/v1/auth/me", None, Some(&access)).await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert!(
+        b.state.sessions.is_live(sid),
+        "instance b answers the next request from its cache"
+    );
+    let r = a
+        .call(Method::POST, "/v1/auth/logout", None, Some(&access))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    // The revoking instance knows at once; the other within the notification's delivery,
+    // far below the cache's 10 s expiry (so a lost notification fails this test).
+    let r = a.call(Method::GET, "/v1/auth/me", None, Some(&access)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let started = std::time::Instant::now();
+    loop {
+        let r = b.call(Method::GET, "/v1/auth/me", None, Some(&access)).await;
+        if r.status == StatusCode::UNAUTHORIZED {
+            assert_eq!(r.json["detail"], "session revoked");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "instance b still accepts a logged-out token after 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!("instance b refused the token {:?} after the logout", started.elapsed());
+}
+
 #[sqlx::test(migrations = false)]
 async fn expired_and_forged_tokens_are_refused(pool: PgPool) {
     let short = ServicesConfig {

@@ -14,6 +14,8 @@ pub struct TestApp {
     pub pool: PgPool,
     /// The models the router serves (tests promote and refresh them directly).
     pub models: std::sync::Arc<services::recs::Models>,
+    /// The state behind the router (its session cache, token keys).
+    pub state: AppState,
 }
 
 pub struct Reply {
@@ -62,7 +64,8 @@ impl TestApp {
         }
         TestApp {
             models: state.models.clone(),
-            router: router(state, &cfg),
+            router: router(state.clone(), &cfg),
+            state,
             pool,
         }
     }
