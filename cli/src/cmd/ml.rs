@@ -122,6 +122,7 @@ impl RecsArgs {
             index: IndexParams {
                 trees: self.trees,
                 oversampling: self.oversampling,
+                ..IndexParams::default()
             },
         }
     }

@@ -228,6 +228,9 @@ mod tests {
         assert!(!c.is_live(a));
         c.remember(a, c.generation());
         c.set_listening(true);
-        assert!(!c.is_live(a), "what was learnt before reconnecting is dropped");
+        assert!(
+            !c.is_live(a),
+            "what was learnt before reconnecting is dropped"
+        );
     }
 }

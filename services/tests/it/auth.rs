@@ -230,7 +230,9 @@ async fn a_logout_on_one_instance_stops_the_token_on_another(pool: PgPool) {
         .expect("both session caches listen within 10 s");
     let (_, access, _) = a.signup("fay@example.com").await;
     let sid = b.state.tokens.verify_access(&access).unwrap().sid;
-    let me = b.call(Method::GET, "/v1/auth/me", None, Some(&access)).await;
+    let me = b
+        .call(Method::GET, "/v1/auth/me", None, Some(&access))
+        .await;
     assert_eq!(me.status, StatusCode::OK);
     assert!(
         b.state.sessions.is_live(sid),
@@ -242,11 +244,15 @@ async fn a_logout_on_one_instance_stops_the_token_on_another(pool: PgPool) {
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     // The revoking instance knows at once; the other within the notification's delivery,
     // far below the cache's 10 s expiry (so a lost notification fails this test).
-    let r = a.call(Method::GET, "/v1/auth/me", None, Some(&access)).await;
+    let r = a
+        .call(Method::GET, "/v1/auth/me", None, Some(&access))
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     let started = std::time::Instant::now();
     loop {
-        let r = b.call(Method::GET, "/v1/auth/me", None, Some(&access)).await;
+        let r = b
+            .call(Method::GET, "/v1/auth/me", None, Some(&access))
+            .await;
         if r.status == StatusCode::UNAUTHORIZED {
             assert_eq!(r.json["detail"], "session revoked");
             break;
@@ -257,7 +263,10 @@ async fn a_logout_on_one_instance_stops_the_token_on_another(pool: PgPool) {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    eprintln!("instance b refused the token {:?} after the logout", started.elapsed());
+    eprintln!(
+        "instance b refused the token {:?} after the logout",
+        started.elapsed()
+    );
 }
 
 #[sqlx::test(migrations = false)]
