@@ -92,6 +92,10 @@ pub struct RecsArgs {
     /// (more: better recall, slower queries; `shopstream bench ml --index-sweep` compares).
     #[arg(long, default_value_t = IndexParams::default().oversampling)]
     pub oversampling: usize,
+    /// Catalogues of at most this many items are scored exactly from the vectors in memory
+    /// instead of through the index (0: always the index).
+    #[arg(long, default_value_t = IndexParams::default().scan_up_to)]
+    pub scan_up_to: usize,
     /// Skip the evaluation `train` runs first to record the model's metrics.
     #[arg(long)]
     pub no_eval: bool,
@@ -122,7 +126,7 @@ impl RecsArgs {
             index: IndexParams {
                 trees: self.trees,
                 oversampling: self.oversampling,
-                ..IndexParams::default()
+                scan_up_to: self.scan_up_to,
             },
         }
     }
