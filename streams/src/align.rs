@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Headers, OwnedMessage};
+use rdkafka::message::Headers;
+#[cfg(test)]
+use rdkafka::message::OwnedMessage;
 
 use crate::window::Millis;
 
@@ -23,8 +25,8 @@ use crate::window::Millis;
 /// (four times that) before it stops holding the others back.
 const STALL: Duration = Duration::from_secs(2);
 
-struct Part {
-    queue: VecDeque<(Millis, OwnedMessage)>,
+struct Part<M> {
+    queue: VecDeque<(Millis, M)>,
     /// The next offset to arrive from the broker.
     next: i64,
     /// The partition's end when last measured.
@@ -33,15 +35,15 @@ struct Part {
     waiting_since: Option<Instant>,
 }
 
-pub struct Aligner {
-    parts: HashMap<(String, i32), Part>,
+pub struct Aligner<M> {
+    parts: HashMap<(String, i32), Part<M>>,
     buffered: usize,
     max_buffered: usize,
 }
 
 /// A record's event time: its `ce_time` header; records without one sort first (they are
 /// undecodable and go to the DLQ anyway).
-fn event_time(m: &OwnedMessage) -> Millis {
+fn event_time<M: Message>(m: &M) -> Millis {
     m.headers()
         .and_then(|h| {
             h.iter()
@@ -53,7 +55,7 @@ fn event_time(m: &OwnedMessage) -> Millis {
         .map_or(Millis::MIN, |t| t.timestamp_millis())
 }
 
-impl Aligner {
+impl<M: Message> Aligner<M> {
     pub fn new(max_buffered: usize) -> Self {
         Aligner {
             parts: HashMap::new(),
@@ -80,7 +82,7 @@ impl Aligner {
         self.buffered
     }
 
-    pub fn push(&mut self, m: OwnedMessage) {
+    pub fn push(&mut self, m: M) {
         let ts = event_time(&m);
         let key = (m.topic().to_owned(), m.partition());
         let part = self.parts.entry(key).or_insert_with(|| Part {
@@ -97,7 +99,7 @@ impl Aligner {
     }
 
     /// Whether `p` must be waited for: nothing buffered, but records before its end.
-    fn holds_back(p: &Part) -> bool {
+    fn holds_back(p: &Part<M>) -> bool {
         p.queue.is_empty() && p.next < p.end
     }
 
@@ -132,7 +134,7 @@ impl Aligner {
     }
 
     /// The records that can go now, in event-time order.
-    pub fn release(&mut self, consumer: &StreamConsumer) -> Vec<OwnedMessage> {
+    pub fn release(&mut self, consumer: &StreamConsumer) -> Vec<M> {
         self.release_with(|topic, partition| {
             consumer
                 .fetch_watermarks(topic, partition, Duration::from_secs(2))
@@ -141,10 +143,7 @@ impl Aligner {
     }
 
     /// [`Aligner::release`], with partition ends (low, high) from `watermarks`.
-    pub fn release_with(
-        &mut self,
-        watermarks: impl Fn(&str, i32) -> Option<(i64, i64)>,
-    ) -> Vec<OwnedMessage> {
+    pub fn release_with(&mut self, watermarks: impl Fn(&str, i32) -> Option<(i64, i64)>) -> Vec<M> {
         self.recheck(&watermarks);
         let mut out = Vec::new();
         loop {

@@ -32,7 +32,7 @@ use events::{Envelope, Topic, TopicNames};
 use ingest::kafka::{decode_message, envelope_headers};
 use ingest::{EventProducer, KafkaConfig, KafkaError, dlq};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -557,18 +557,20 @@ fn caught_up(consumer: &StreamConsumer) -> bool {
     })
 }
 
-async fn poll_batch(
-    consumer: &StreamConsumer,
+/// Up to `max` records, borrowed from the consumer: copying them out (payload, key and each
+/// header) took about a fifth of a stateless processor's time.
+async fn poll_batch<'c>(
+    consumer: &'c StreamConsumer,
     max: usize,
     group: &str,
-) -> Result<Vec<OwnedMessage>, EngineError> {
+) -> Result<Vec<BorrowedMessage<'c>>, EngineError> {
     let mut out = Vec::new();
     let mut until = Instant::now() + Duration::from_millis(100);
     loop {
         match tokio::time::timeout_at(until, consumer.recv()).await {
             Err(_) => return Ok(out),
             Ok(Ok(m)) => {
-                out.push(m.detach());
+                out.push(m);
                 if out.len() == 1 {
                     until = Instant::now() + Duration::from_millis(20);
                 }
