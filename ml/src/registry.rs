@@ -261,13 +261,17 @@ impl Registry {
 
     /// Makes `version` the one serving uses (after checking its files).
     pub fn promote(&self, kind: &str, version: &str) -> Result<Metadata, Error> {
+        self.promote_logged(kind, version, false)
+    }
+
+    fn promote_logged(&self, kind: &str, version: &str, rollback: bool) -> Result<Metadata, Error> {
         let meta = self.verify(kind, version)?;
         let dir = self.kind_dir(kind);
         let tmp = dir.join(format!(".promoted-{}", uuid::Uuid::now_v7()));
         std::fs::write(&tmp, version).map_err(|e| fs_err(&tmp, e))?;
         std::fs::rename(&tmp, dir.join("promoted")).map_err(|e| fs_err(&dir, e))?;
         let log = dir.join("promotions.jsonl");
-        let line = serde_json::json!({"at": Utc::now(), "version": version});
+        let line = serde_json::json!({"at": Utc::now(), "version": version, "rollback": rollback});
         use std::io::Write;
         std::fs::OpenOptions::new()
             .create(true)
@@ -278,26 +282,37 @@ impl Registry {
         Ok(meta)
     }
 
-    /// Promotes the version that was promoted before the current one.
+    /// Promotes the version that was promoted before the current one. Rollbacks go on
+    /// backwards: after promoting v1, v2, v3, two rollbacks give v2, then v1.
     pub fn rollback(&self, kind: &str) -> Result<Metadata, Error> {
         let log = self.kind_dir(kind).join("promotions.jsonl");
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let history: Vec<String> = text
+        // Replay the log as a stack: a promotion pushes, a rollback pops back to its version.
+        let mut stack: Vec<String> = Vec::new();
+        for v in text
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter_map(|v| v["version"].as_str().map(str::to_string))
-            .collect();
+        {
+            let Some(version) = v["version"].as_str() else {
+                continue;
+            };
+            if v["rollback"].as_bool() == Some(true) {
+                stack.pop();
+            }
+            if stack.last().map(String::as_str) != Some(version) {
+                stack.push(version.to_string());
+            }
+        }
         let current = self.promoted(kind)?;
-        let previous = history
-            .iter()
-            .rev()
-            .find(|v| Some(*v) != current.as_ref())
-            .ok_or_else(|| {
-                Error::input(format!(
-                    "the {kind} model has no earlier promotion to roll back to"
-                ))
-            })?;
-        self.promote(kind, &previous.clone())
+        while stack.last().is_some_and(|v| Some(v) == current.as_ref()) {
+            stack.pop();
+        }
+        let previous = stack.pop().ok_or_else(|| {
+            Error::input(format!(
+                "the {kind} model has no earlier promotion to roll back to"
+            ))
+        })?;
+        self.promote_logged(kind, &previous, true)
     }
 }
 
@@ -353,7 +368,7 @@ mod tests {
     fn versions_promote_and_roll_back() {
         let root = std::env::temp_dir().join(format!("ml-reg-{}", uuid::Uuid::now_v7()));
         let reg = Registry::new(&root);
-        for n in 0..2 {
+        for n in 0..3 {
             let s = reg.stage("recs").unwrap();
             std::fs::write(s.dir().join("w.bin"), [n]).unwrap();
             let m = reg.commit(s, meta()).unwrap();
@@ -365,10 +380,18 @@ mod tests {
         reg.promote("recs", "v2").unwrap();
         assert_eq!(reg.promoted("recs").unwrap().as_deref(), Some("v2"));
         let listed = reg.list(None).unwrap();
-        assert_eq!(listed.len(), 2);
+        assert_eq!(listed.len(), 3);
         assert!(listed[1].promoted && !listed[0].promoted);
         assert_eq!(reg.rollback("recs").unwrap().version, "v1");
         assert_eq!(reg.promoted("recs").unwrap().as_deref(), Some("v1"));
+        assert!(reg.rollback("recs").is_err(), "nothing before v1");
+        // Rollbacks keep going back, past re-promotions of the same version.
+        reg.promote("recs", "v2").unwrap();
+        reg.promote("recs", "v3").unwrap();
+        reg.promote("recs", "v3").unwrap();
+        assert_eq!(reg.rollback("recs").unwrap().version, "v2");
+        assert_eq!(reg.rollback("recs").unwrap().version, "v1");
+        assert!(reg.rollback("recs").is_err());
         // A tampered file is refused.
         std::fs::write(reg.dir("recs", "v2").join("w.bin"), [9]).unwrap();
         let e = reg.promote("recs", "v2").unwrap_err().to_string();
@@ -381,7 +404,7 @@ mod tests {
         );
         // A failed training leaves nothing behind.
         drop(reg.stage("recs").unwrap());
-        assert_eq!(reg.list(Some("recs")).unwrap().len(), 2);
+        assert_eq!(reg.list(Some("recs")).unwrap().len(), 3);
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

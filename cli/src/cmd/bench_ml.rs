@@ -214,6 +214,7 @@ async fn bench(cfg: &Config, args: &MlArgs) -> anyhow::Result<()> {
     let users = std::sync::Arc::new(users);
     let recs = load(
         args,
+        args.concurrency,
         {
             let (base, users) = (base.clone(), users.clone());
             move |n| {
@@ -229,6 +230,7 @@ async fn bench(cfg: &Config, args: &MlArgs) -> anyhow::Result<()> {
     let items = std::sync::Arc::new((0..args.items).map(|i| format!("i{i}")).collect::<Vec<_>>());
     let similar = load(
         args,
+        args.concurrency,
         {
             let (base, items) = (base.clone(), items.clone());
             move |n| {
@@ -251,20 +253,27 @@ async fn bench(cfg: &Config, args: &MlArgs) -> anyhow::Result<()> {
         "running gear",
         "a good novel",
     ]);
-    let search = load(
+    let search_url = {
+        let (base, queries) = (base.clone(), queries.clone());
+        std::sync::Arc::new(move |n: usize| {
+            format!(
+                "{base}/v1/search?q={}&limit=20",
+                queries[n % queries.len()].replace(' ', "+")
+            )
+        })
+    };
+    // One query at a time (the latency of a query, like the image query's), then under load.
+    let search_alone = load(
         args,
+        1,
         {
-            let (base, queries) = (base.clone(), queries.clone());
-            move |n| {
-                format!(
-                    "{base}/v1/search?q={}&limit=20",
-                    queries[n % queries.len()].replace(' ', "+")
-                )
-            }
+            let u = search_url.clone();
+            move |n| u(n)
         },
         None,
     )
     .await?;
+    let search = load(args, args.concurrency, move |n| search_url(n), None).await?;
     let _ = stop_tx.send(true);
     server.await??;
 
@@ -326,12 +335,20 @@ async fn bench(cfg: &Config, args: &MlArgs) -> anyhow::Result<()> {
     }
     println!(
         "{:<30} {:>10.0}/s  p50 {:.2} ms, p99 {:.2} ms, {} errors  (target p99 < 30 ms; {} products embedded in {index_secs:.1} s)",
-        "GET search (blended)",
+        "GET search, one client",
+        search_alone.0,
+        search_alone.1.as_secs_f64() * 1e3,
+        search_alone.2.as_secs_f64() * 1e3,
+        search_alone.3,
+        args.products
+    );
+    println!(
+        "{:<30} {:>10.0}/s  p50 {:.2} ms, p99 {:.2} ms, {} errors",
+        format!("GET search, {} clients", args.concurrency),
         search.0,
         search.1.as_secs_f64() * 1e3,
         search.2.as_secs_f64() * 1e3,
-        search.3,
-        args.products
+        search.3
     );
     print_images(cfg, args).await
 }
@@ -595,16 +612,17 @@ async fn bench_images(
 /// Requests per second, p50, p99 and errors of `concurrency` clients for `duration` seconds.
 async fn load(
     args: &MlArgs,
+    concurrency: usize,
     url: impl Fn(usize) -> String + Send + Sync + 'static,
     token: Option<String>,
 ) -> anyhow::Result<(f64, Duration, Duration, usize)> {
     let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
+        .pool_max_idle_per_host(concurrency)
         .build()?;
     let url = std::sync::Arc::new(url);
     let deadline = Instant::now() + Duration::from_secs(args.duration);
     let started = Instant::now();
-    let workers: Vec<_> = (0..args.concurrency)
+    let workers: Vec<_> = (0..concurrency)
         .map(|w| {
             let (client, url, token) = (client.clone(), url.clone(), token.clone());
             tokio::spawn(async move {

@@ -252,10 +252,11 @@ impl Recommender {
         )?;
         if items.rows() != ids.items.len() || items.dim != users.dim {
             return Err(Error::Integrity(format!(
-                "{} item vectors of {} for {} items",
+                "{} item vectors of {} dimensions for {} items and {}-dimensional users",
                 items.rows(),
                 items.dim,
-                ids.items.len()
+                ids.items.len(),
+                users.dim
             )));
         }
         let unit = normalised(&items);
