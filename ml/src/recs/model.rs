@@ -156,19 +156,24 @@ fn build_index(
         }
     }
     let mut rng = rand_arroy::rngs::StdRng::seed_from_u64(7);
-    {
-        let mut b = dw.builder(&mut rng);
-        if let Some(t) = params.trees {
-            b.n_trees(t);
-        }
-        b.build(&mut wtxn)?;
-    }
-    let mut b = cw.builder(&mut rng);
-    if let Some(t) = params.trees {
+    grow(&dw, &mut rng, &mut wtxn, params.trees)?;
+    grow(&cw, &mut rng, &mut wtxn, params.trees)?;
+    wtxn.commit()?;
+    Ok(())
+}
+
+/// Builds `writer`'s trees (`trees` of them, or as many as arroy decides).
+fn grow<D: arroy::Distance>(
+    writer: &Writer<D>,
+    rng: &mut rand_arroy::rngs::StdRng,
+    wtxn: &mut heed::RwTxn<'_>,
+    trees: Option<usize>,
+) -> Result<(), Error> {
+    let mut b = writer.builder(rng);
+    if let Some(t) = trees {
         b.n_trees(t);
     }
-    b.build(&mut wtxn)?;
-    wtxn.commit()?;
+    b.build(wtxn)?;
     Ok(())
 }
 
