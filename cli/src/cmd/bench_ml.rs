@@ -255,25 +255,16 @@ async fn bench(cfg: &Config, args: &MlArgs) -> anyhow::Result<()> {
     ]);
     let search_url = {
         let (base, queries) = (base.clone(), queries.clone());
-        std::sync::Arc::new(move |n: usize| {
+        move |n: usize| {
             format!(
                 "{base}/v1/search?q={}&limit=20",
                 queries[n % queries.len()].replace(' ', "+")
             )
-        })
+        }
     };
     // One query at a time (the latency of a query, like the image query's), then under load.
-    let search_alone = load(
-        args,
-        1,
-        {
-            let u = search_url.clone();
-            move |n| u(n)
-        },
-        None,
-    )
-    .await?;
-    let search = load(args, args.concurrency, move |n| search_url(n), None).await?;
+    let search_alone = load(args, 1, search_url.clone(), None).await?;
+    let search = load(args, args.concurrency, search_url, None).await?;
     let _ = stop_tx.send(true);
     server.await??;
 
@@ -419,8 +410,7 @@ fn sweep(model_dir: &std::path::Path, version: &str, args: &MlArgs) -> anyhow::R
 
 /// One line of the sweep: recall, recommendation and similar-item query times.
 fn sweep_row(model: &Recommender, trees: &str, how: &str) -> anyhow::Result<()> {
-    let (recall, mut times) = index_recall(model)?;
-    times.sort();
+    let (recall, times) = index_recall(model)?;
     let mut sim = Vec::new();
     for i in (0..model.items())
         .step_by((model.items() / 500).max(1))
@@ -431,16 +421,16 @@ fn sweep_row(model: &Recommender, trees: &str, how: &str) -> anyhow::Result<()> 
         model.similar(&id, 10, &Filter::default())?;
         sim.push(t.elapsed());
     }
-    sim.sort();
-    let pct = |v: &[Duration], p: f64| {
-        v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
-            .map_or(0.0, |d| d.as_secs_f64() * 1e6)
-    };
+    let (recs, sim) = (
+        crate::cmd::bench::stats(times, Duration::ZERO, 0),
+        crate::cmd::bench::stats(sim, Duration::ZERO, 0),
+    );
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!(
         "{trees:>6} {how:>12} {recall:>10.3} {:>14.0} {:>14.0} {:>16.0}",
-        pct(&times, 0.5),
-        pct(&times, 0.99),
-        pct(&sim, 0.5)
+        us(recs.p50),
+        us(recs.p99),
+        us(sim.p50)
     );
     Ok(())
 }

@@ -99,8 +99,18 @@ pub fn save(
         ("item".to_string(), model.items.to_tensor()?),
     ]);
     candle_core::safetensors::save(&tensors, dir.join(FACTORS_FILE))?;
-    crate::registry::write_json(&dir.join(INDEX_FILE), &index)?;
-    build_index(&dir.join(INDEX_DIR), &model.items, index, on_item)
+    write_index(dir, &model.items, index, on_item)
+}
+
+/// The index parameters and both arroy indexes of `items`, into the version in `dir`.
+fn write_index(
+    dir: &Path,
+    items: &Factors,
+    params: IndexParams,
+    on_item: &mut dyn FnMut(usize, usize),
+) -> Result<(), Error> {
+    crate::registry::write_json(&dir.join(INDEX_FILE), &params)?;
+    build_index(&dir.join(INDEX_DIR), items, params, on_item)
 }
 
 fn open_env(path: &Path, create: bool) -> Result<Env<WithoutTls>, Error> {
@@ -245,16 +255,8 @@ impl Recommender {
         };
         let ids: Ids = serde_json::from_slice(&read(IDS_FILE)?)
             .map_err(|e| Error::Integrity(format!("{IDS_FILE}: {e}")))?;
-        let tensors = candle_core::safetensors::load(dir.join(FACTORS_FILE), &Device::Cpu)?;
-        let user = tensors
-            .get("user")
-            .ok_or_else(|| Error::Integrity("factors: no user tensor".into()))?;
-        let users = to_factors(user)?;
-        let items = to_factors(
-            tensors
-                .get("item")
-                .ok_or_else(|| Error::Integrity("factors: no item tensor".into()))?,
-        )?;
+        let tensors = read_tensors(dir)?;
+        let (users, items) = (factors(&tensors, "user")?, factors(&tensors, "item")?);
         if items.rows() != ids.items.len() || items.dim != users.dim {
             return Err(Error::Integrity(format!(
                 "{} item vectors of {} dimensions for {} items and {}-dimensional users",
@@ -516,17 +518,8 @@ pub fn rebuild(src: &Path, dst: &Path, params: IndexParams) -> Result<(), Error>
         std::fs::copy(src.join(f), dst.join(f))
             .map_err(|e| Error::Io(format!("{}: {e}", src.join(f).display())))?;
     }
-    let tensors = candle_core::safetensors::load(src.join(FACTORS_FILE), &Device::Cpu)?;
-    let items = tensors
-        .get("item")
-        .ok_or_else(|| Error::Integrity("factors: no item tensor".into()))?;
-    crate::registry::write_json(&dst.join(INDEX_FILE), &params)?;
-    build_index(
-        &dst.join(INDEX_DIR),
-        &to_factors(items)?,
-        params,
-        &mut |_, _| {},
-    )
+    let items = factors(&read_tensors(src)?, "item")?;
+    write_index(dst, &items, params, &mut |_, _| {})
 }
 
 /// The `k` candidates with the largest dot product with `query`, best first.
@@ -588,6 +581,22 @@ fn index_of(ids: &[String]) -> HashMap<String, u32> {
         .enumerate()
         .map(|(i, s)| (s.clone(), i as u32))
         .collect()
+}
+
+/// The factor tensors ("user", "item") of the version in `dir`.
+fn read_tensors(dir: &Path) -> Result<HashMap<String, Tensor>, Error> {
+    Ok(candle_core::safetensors::load(
+        dir.join(FACTORS_FILE),
+        &Device::Cpu,
+    )?)
+}
+
+/// The `name` vectors of [`read_tensors`]' answer.
+fn factors(tensors: &HashMap<String, Tensor>, name: &str) -> Result<Factors, Error> {
+    let t = tensors
+        .get(name)
+        .ok_or_else(|| Error::Integrity(format!("factors: no {name} tensor")))?;
+    to_factors(t)
 }
 
 fn to_factors(t: &Tensor) -> Result<Factors, Error> {

@@ -107,8 +107,8 @@ async fn image_search_finds_products_by_picture_and_refuses_bad_uploads(pool: Pg
         "before the first build: {}",
         r.json
     );
-    app.models.images.refresh(&pool).await.unwrap();
-    assert!(app.models.images.load_error().is_none());
+    app.state.models.images.refresh(&pool).await.unwrap();
+    assert!(app.state.models.images.load_error().is_none());
 
     // A product's own picture finds it first; results are products with their image URL.
     let r = app
@@ -238,7 +238,7 @@ async fn image_search_finds_products_by_picture_and_refuses_bad_uploads(pool: Pg
     .execute(&pool)
     .await
     .unwrap();
-    app.models.images.refresh(&pool).await.unwrap();
+    app.state.models.images.refresh(&pool).await.unwrap();
     let r = app
         .raw(query(
             "/v1/search/image?limit=50",

@@ -115,9 +115,13 @@ async fn recommendations_filter_fall_back_and_swap_versions(pool: PgPool) {
     assert!(r.json["detail"].as_str().unwrap().contains("ml train recs"));
 
     let rows = interactions(&catalog, alice);
-    let v1 = train(&rows, &opts(), &app.models.registry).unwrap();
-    app.models.registry.promote(KIND, &v1.version).unwrap();
-    app.models.refresh(&pool).await.unwrap();
+    let v1 = train(&rows, &opts(), &app.state.models.registry).unwrap();
+    app.state
+        .models
+        .registry
+        .promote(KIND, &v1.version)
+        .unwrap();
+    app.state.models.refresh(&pool).await.unwrap();
 
     // Alice: personalised, shoes first, her purchases left out.
     let r = app
@@ -272,16 +276,16 @@ async fn recommendations_filter_fall_back_and_swap_versions(pool: PgPool) {
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
 
     // A new version is served after promotion; rollback brings the old one back.
-    let v2 = train(&rows, &opts(), &app.models.registry).unwrap();
+    let v2 = train(&rows, &opts(), &app.state.models.registry).unwrap();
     assert_eq!(v2.version, "v2");
-    app.models.registry.promote(KIND, "v2").unwrap();
-    app.models.refresh(&pool).await.unwrap();
+    app.state.models.registry.promote(KIND, "v2").unwrap();
+    app.state.models.refresh(&pool).await.unwrap();
     let r = app
         .call(Method::GET, &url(alice, ""), None, Some(&alice_token))
         .await;
     assert_eq!(r.json["model_version"], "v2");
-    app.models.registry.rollback(KIND).unwrap();
-    app.models.refresh(&pool).await.unwrap();
+    app.state.models.registry.rollback(KIND).unwrap();
+    app.state.models.refresh(&pool).await.unwrap();
     let r = app
         .call(Method::GET, &url(alice, ""), None, Some(&alice_token))
         .await;

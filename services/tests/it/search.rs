@@ -67,7 +67,7 @@ async fn search_blends_meaning_and_words_and_follows_the_catalogue(pool: PgPool)
         "garden",
     )
     .await;
-    app.models.search.refresh(&pool).await.unwrap();
+    app.state.models.search.refresh(&pool).await.unwrap();
 
     let r = app
         .call(Method::GET, "/v1/search?q=headphones", None, None)
@@ -141,7 +141,7 @@ async fn search_blends_meaning_and_words_and_follows_the_catalogue(pool: PgPool)
     .execute(&pool)
     .await
     .unwrap();
-    app.models.search.refresh(&pool).await.unwrap();
+    app.state.models.search.refresh(&pool).await.unwrap();
     let r = app
         .call(Method::GET, "/v1/search?q=kettle", None, None)
         .await;

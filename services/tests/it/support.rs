@@ -12,9 +12,8 @@ use tower::ServiceExt;
 pub struct TestApp {
     pub router: Router,
     pub pool: PgPool,
-    /// The models the router serves (tests promote and refresh them directly).
-    pub models: std::sync::Arc<services::recs::Models>,
-    /// The state behind the router (its session cache, token keys).
+    /// The state behind the router: the models it serves (tests promote and refresh them
+    /// directly), its session cache, its token keys.
     pub state: AppState,
 }
 
@@ -63,7 +62,6 @@ impl TestApp {
             state = state.with_events(p);
         }
         TestApp {
-            models: state.models.clone(),
             router: router(state.clone(), &cfg),
             state,
             pool,
