@@ -22,12 +22,13 @@ use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 use events::Topic;
+use futures::FutureExt;
 use ingest::kafka::dlq::dlq_headers;
 use ingest::kafka::{EventProducer, KafkaConfig, KafkaError, decode_message};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::WarehouseError;
 use crate::lake::{Lake, Layer};
@@ -259,8 +260,31 @@ impl Rows {
     }
 }
 
+/// One family as the loader reads it: the rows waiting for their commit and, per Kafka
+/// partition, the next offset to read (for "caught up").
+struct Family {
+    rows: Rows,
+    next: HashMap<i32, i64>,
+}
+
+/// What the reader hands the writer: each family's rows with the offsets they cover.
+type Batch = Vec<(String, RecordBatch, Vec<Transaction>, u64)>;
+
+/// What the writer committed.
+#[derive(Default)]
+struct Written {
+    rows: u64,
+    commits: u64,
+    last_commit: Option<Instant>,
+}
+
 /// Loads every family's topic into its bronze table until `shutdown` turns true (or, with
 /// `stop_when_idle`, until caught up). One loader per lake: a lock file refuses a second.
+///
+/// Reading and committing overlap: a writer task commits the batches in the order they were
+/// read, one at a time, while the next batch is read and decoded. At most one batch waits
+/// for the writer, so memory stays at about three batches. A batch's dead letters are
+/// delivered before it is handed over, so before the commit that moves past them.
 pub async fn run_loader(
     kafka: &KafkaConfig,
     lake: &Lake,
@@ -281,52 +305,96 @@ pub async fn run_loader(
     let producer = EventProducer::new(kafka)?;
 
     let mut tables: HashMap<String, DeltaTable> = HashMap::new();
-    let mut pending: HashMap<String, Rows> = HashMap::new();
-    let mut ends: HashMap<(String, i32), i64> = HashMap::new();
+    let mut families: HashMap<String, Family> = HashMap::new();
     for w in warm {
-        for (p, done) in w.positions {
-            ends.insert((w.name.clone(), p), done.map(|o| o + 1).unwrap_or(0));
-        }
-        pending.insert(w.name.clone(), Rows::new(w.name.clone()));
+        let next = w
+            .positions
+            .iter()
+            .map(|(p, done)| (*p, done.map(|o| o + 1).unwrap_or(0)))
+            .collect();
+        let rows = Rows::new(w.name.clone());
+        families.insert(w.name.clone(), Family { rows, next });
         tables.insert(w.name, w.table);
     }
     tracing::info!(dir = %lake.root().display(), "warehouse loader started");
 
-    let mut report = LoadReport::default();
+    let (to_writer, batches) = mpsc::channel::<Batch>(1);
+    let writer = tokio::spawn(write_batches(tables, batches));
+    let read = read_batches(
+        &consumer,
+        &producer,
+        &mut families,
+        opts,
+        &mut shutdown,
+        &to_writer,
+    )
+    .await;
+    drop(to_writer);
+    // The writer's error explains a failed hand-over, so it comes first.
+    let written = writer.await??;
+    let (dead_lettered, first_record) = read?;
+    drop(lock);
+    let active = match (first_record, written.last_commit) {
+        (Some(f), Some(l)) => l.saturating_duration_since(f),
+        _ => Duration::ZERO,
+    };
+    Ok(LoadReport {
+        rows: written.rows,
+        dead_lettered,
+        commits: written.commits,
+        active,
+    })
+}
+
+/// The reader half of the loader: consumes, decodes and buffers until shutdown (or idle),
+/// handing each due batch to the writer. Returns the records dead-lettered and when the
+/// first record came.
+async fn read_batches(
+    consumer: &StreamConsumer,
+    producer: &EventProducer,
+    families: &mut HashMap<String, Family>,
+    opts: &LoaderOptions,
+    shutdown: &mut watch::Receiver<bool>,
+    to_writer: &mpsc::Sender<Batch>,
+) -> Result<(u64, Option<Instant>), WarehouseError> {
+    let mut dead_lettered = 0u64;
     let mut buffered = 0usize;
     let mut first_at: Option<Instant> = None;
     let mut last_record = Instant::now();
     let mut first_record: Option<Instant> = None;
-    let mut last_commit = Instant::now();
     loop {
-        let deadline = first_at.map(|t| t + opts.max_wait);
-        let wait = deadline
-            .map(|d| d.saturating_duration_since(Instant::now()))
-            .unwrap_or(Duration::from_millis(200));
-        let got = tokio::select! {
-            _ = shutdown.changed() => None,
-            m = tokio::time::timeout(wait, consumer.recv()) => Some(m),
-        };
-        match got {
+        if *shutdown.borrow() {
+            break;
+        }
+        // A record already fetched is taken without arming a timer (the common case while
+        // loading a backlog); only an empty queue waits, until the batch is due.
+        let got = match consumer.recv().now_or_never() {
+            Some(m) => Some(m),
             None => {
-                if *shutdown.borrow() {
-                    break;
+                let deadline = first_at.map(|t| t + opts.max_wait);
+                let wait = deadline
+                    .map(|d| d.saturating_duration_since(Instant::now()))
+                    .unwrap_or(Duration::from_millis(200));
+                tokio::select! {
+                    _ = shutdown.changed() => None,
+                    m = tokio::time::timeout(wait, consumer.recv()) => m.ok(),
                 }
             }
-            Some(Err(_elapsed)) => {}
-            Some(Ok(Err(e))) => {
+        };
+        match got {
+            None => {}
+            Some(Err(e)) => {
                 tracing::warn!(error = %e, "warehouse loader: consume error");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            Some(Ok(Ok(msg))) => {
+            Some(Ok(msg)) => {
                 last_record = Instant::now();
                 first_record.get_or_insert(last_record);
-                let topic = msg.topic().to_owned();
-                let (partition, offset) = (msg.partition(), msg.offset());
-                ends.insert((topic.clone(), partition), offset + 1);
-                let Some(rows) = pending.get_mut(&topic) else {
+                let Some(family) = families.get_mut(msg.topic()) else {
                     continue;
                 };
+                let (partition, offset) = (msg.partition(), msg.offset());
+                family.next.insert(partition, offset + 1);
                 match decode_message(&msg) {
                     Ok(env) => {
                         // The payload as it arrived (valid UTF-8 JSON: it just decoded).
@@ -334,7 +402,7 @@ pub async fn run_loader(
                             .payload()
                             .and_then(|p| std::str::from_utf8(p).ok())
                             .unwrap_or_default();
-                        rows.push(&env, partition, offset, text);
+                        family.rows.push(&env, partition, offset, text);
                         buffered += 1;
                     }
                     Err(e) => {
@@ -346,45 +414,77 @@ pub async fn run_loader(
                         );
                         producer
                             .send_raw(
-                                &events::TopicNames::dlq_of(&topic),
+                                &events::TopicNames::dlq_of(msg.topic()),
                                 msg.key(),
                                 msg.payload(),
                                 headers,
                             )
                             .await?;
-                        report.dead_lettered += 1;
+                        dead_lettered += 1;
                         metrics::counter!("shopstream_warehouse_dead_lettered_total").increment(1);
                     }
                 }
-                rows.last.insert(partition, offset);
+                family.rows.last.insert(partition, offset);
                 first_at.get_or_insert_with(Instant::now);
             }
         }
 
         let due = first_at.is_some_and(|t| t.elapsed() >= opts.max_wait);
         if buffered >= opts.batch_rows || due {
-            flush(&mut tables, &mut pending, &mut report).await?;
+            hand_over(families, to_writer).await?;
             buffered = 0;
             first_at = None;
-            last_commit = Instant::now();
         }
         if let Some(idle) = opts.stop_when_idle
             && first_at.is_none()
             && last_record.elapsed() >= idle
-            && caught_up(&consumer, &ends)
+            && caught_up(consumer, families)
         {
             break;
         }
     }
-    if pending.values().any(|p| !p.is_empty()) {
-        flush(&mut tables, &mut pending, &mut report).await?;
-        last_commit = Instant::now();
+    hand_over(families, to_writer).await?;
+    Ok((dead_lettered, first_record))
+}
+
+/// Hands every family's buffered rows to the writer as one batch (nothing if none are).
+async fn hand_over(
+    families: &mut HashMap<String, Family>,
+    to_writer: &mpsc::Sender<Batch>,
+) -> Result<(), WarehouseError> {
+    let mut batch = Batch::new();
+    for (name, family) in families.iter_mut() {
+        if family.rows.is_empty() {
+            continue;
+        }
+        let n = family.rows.rows as u64;
+        let (rows, txns) = family.rows.take()?;
+        batch.push((name.clone(), rows, txns, n));
     }
-    report.active = first_record
-        .map(|f| last_commit.saturating_duration_since(f))
-        .unwrap_or_default();
-    drop(lock);
-    Ok(report)
+    if batch.is_empty() {
+        return Ok(());
+    }
+    to_writer
+        .send(batch)
+        .await
+        .map_err(|_| WarehouseError::Busy("the loader's writer stopped".into()))
+}
+
+/// The writer half of the loader: commits each batch, family by family, in order.
+async fn write_batches(
+    mut tables: HashMap<String, DeltaTable>,
+    mut batches: mpsc::Receiver<Batch>,
+) -> Result<Written, WarehouseError> {
+    let mut written = Written::default();
+    while let Some(batch) = batches.recv().await {
+        for (name, rows, txns, n) in batch {
+            commit(&mut tables, &name, rows, txns, n).await?;
+            written.rows += n;
+            written.commits += 1;
+        }
+        written.last_commit = Some(Instant::now());
+    }
+    Ok(written)
 }
 
 /// Appends envelopes to their families' bronze tables without Kafka (fixtures, imports):
@@ -416,49 +516,49 @@ pub async fn append(lake: &Lake, envelopes: &[events::Envelope]) -> Result<u64, 
         rows.last.insert(-1, *offset);
         *offset += 1;
     }
-    let mut report = LoadReport::default();
-    flush(&mut tables, &mut pending, &mut report).await?;
-    Ok(report.rows)
-}
-
-/// Commits every family with buffered rows: rows and offsets in one Delta transaction.
-async fn flush(
-    tables: &mut HashMap<String, DeltaTable>,
-    pending: &mut HashMap<String, Rows>,
-    report: &mut LoadReport,
-) -> Result<(), WarehouseError> {
-    for (topic, rows) in pending.iter_mut() {
-        if rows.is_empty() {
-            continue;
-        }
+    let mut appended = 0;
+    for (name, rows) in pending.iter_mut() {
         let n = rows.rows as u64;
         let (batch, txns) = rows.take()?;
-        let table = tables
-            .get(topic)
-            .cloned()
-            .expect("every pending family has its table");
-        let started = Instant::now();
-        let table = table
-            .write(vec![batch])
-            .with_partition_columns([DATE_COLUMN])
-            .with_commit_properties(CommitProperties::default().with_application_transactions(txns))
-            .await?;
-        metrics::histogram!("shopstream_warehouse_commit_seconds")
-            .record(started.elapsed().as_secs_f64());
-        metrics::counter!("shopstream_warehouse_rows_total", "table" => topic.clone()).increment(n);
-        tables.insert(topic.clone(), table);
-        report.rows += n;
-        report.commits += 1;
+        commit(&mut tables, name, batch, txns, n).await?;
+        appended += n;
     }
+    Ok(appended)
+}
+
+/// Commits one family's rows and the offsets they cover in one Delta transaction.
+async fn commit(
+    tables: &mut HashMap<String, DeltaTable>,
+    name: &str,
+    rows: RecordBatch,
+    txns: Vec<Transaction>,
+    n: u64,
+) -> Result<(), WarehouseError> {
+    let table = tables
+        .get(name)
+        .cloned()
+        .expect("every family has its table");
+    let started = Instant::now();
+    let table = table
+        .write(vec![rows])
+        .with_partition_columns([DATE_COLUMN])
+        .with_commit_properties(CommitProperties::default().with_application_transactions(txns))
+        .await?;
+    metrics::histogram!("shopstream_warehouse_commit_seconds")
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("shopstream_warehouse_rows_total", "table" => name.to_owned()).increment(n);
+    tables.insert(name.to_owned(), table);
     Ok(())
 }
 
 /// Whether every assigned partition has been read to its high watermark.
-fn caught_up(consumer: &StreamConsumer, ends: &HashMap<(String, i32), i64>) -> bool {
-    ends.iter().all(|((topic, p), next)| {
-        match consumer.fetch_watermarks(topic, *p, Duration::from_secs(5)) {
-            Ok((_, high)) => *next >= high,
-            Err(_) => false,
-        }
+fn caught_up(consumer: &StreamConsumer, families: &HashMap<String, Family>) -> bool {
+    families.iter().all(|(topic, family)| {
+        family.next.iter().all(|(p, next)| {
+            match consumer.fetch_watermarks(topic, *p, Duration::from_secs(5)) {
+                Ok((_, high)) => *next >= high,
+                Err(_) => false,
+            }
+        })
     })
 }

@@ -86,4 +86,6 @@ pub enum WarehouseError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Busy(String),
+    #[error("warehouse task: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }

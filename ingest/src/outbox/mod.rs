@@ -7,4 +7,4 @@ mod relay;
 mod store;
 
 pub use relay::{Published, Relay, RelayConfig, RelayStats};
-pub use store::{OutboxError, enqueue, migrator, pending_count};
+pub use store::{OutboxError, OutboxRows, enqueue, migrator, pending_count};

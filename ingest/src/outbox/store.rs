@@ -1,8 +1,9 @@
 //! The outbox table: writing events inside a service transaction, and its migrations.
 
 use events::Envelope;
-use sqlx::PgConnection;
 use sqlx::migrate::Migrator;
+use sqlx::postgres::PgArguments;
+use sqlx::{PgConnection, Postgres};
 
 use crate::kafka::KafkaError;
 
@@ -29,28 +30,100 @@ pub enum OutboxError {
 /// Writes an event into the outbox on the caller's connection (normally inside the
 /// transaction of the state change it describes).
 pub async fn enqueue(conn: &mut PgConnection, env: &Envelope) -> Result<(), OutboxError> {
-    let headers: Vec<[String; 2]> = env
-        .headers()
-        .into_iter()
-        .map(|(k, v)| [k.to_owned(), v])
-        .collect();
-    let headers = serde_json::to_value(headers).map_err(|e| OutboxError::BadRow {
-        seq: -1,
-        reason: e.to_string(),
-    })?;
-    sqlx::query(
-        "INSERT INTO outbox.events (event_id, topic, key, event_type, headers, payload)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(env.id)
-    .bind(env.topic().base_name())
-    .bind(env.key())
-    .bind(env.event_type())
-    .bind(headers)
-    .bind(env.payload())
-    .execute(conn)
-    .await?;
-    Ok(())
+    let mut rows = OutboxRows::default();
+    rows.push(env)?;
+    rows.insert(conn).await
+}
+
+/// Outbox rows as column arrays, so that one statement writes them all: alone
+/// ([`OutboxRows::insert`]) or as one part of a caller's statement ([`OutboxRows::sql`] and
+/// [`OutboxRows::bind`]), which makes the state change and its events a single round trip.
+/// Rows get their `seq` in the order they were pushed.
+#[derive(Debug, Default)]
+pub struct OutboxRows {
+    ids: Vec<uuid::Uuid>,
+    topics: Vec<&'static str>,
+    keys: Vec<String>,
+    types: Vec<&'static str>,
+    headers: Vec<serde_json::Value>,
+    payloads: Vec<Vec<u8>>,
+}
+
+impl OutboxRows {
+    pub fn push(&mut self, env: &Envelope) -> Result<(), OutboxError> {
+        let headers: Vec<[String; 2]> = env
+            .headers()
+            .into_iter()
+            .map(|(k, v)| [k.to_owned(), v])
+            .collect();
+        let headers = serde_json::to_value(headers).map_err(|e| OutboxError::BadRow {
+            seq: -1,
+            reason: e.to_string(),
+        })?;
+        self.ids.push(env.id);
+        self.topics.push(env.topic().base_name());
+        self.keys.push(env.key());
+        self.types.push(env.event_type());
+        self.headers.push(headers);
+        self.payloads.push(env.payload());
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The statement part that inserts the rows, taking its six arrays from the parameters
+    /// `$first`..`$first+5` (bind them with [`OutboxRows::bind`] in that place). With `guard`,
+    /// the name of a CTE of the same statement, the rows are inserted only if it returned a
+    /// row (the change they describe happened).
+    pub fn sql(first: usize, guard: Option<&str>) -> String {
+        let p = |i: usize| first + i;
+        let only_if = guard
+            .map(|g| format!(" WHERE EXISTS (SELECT 1 FROM {g})"))
+            .unwrap_or_default();
+        format!(
+            "INSERT INTO outbox.events (event_id, topic, key, event_type, headers, payload)
+             SELECT e.id, e.topic, e.key, e.event_type, e.headers, e.payload
+             FROM unnest(${}::uuid[], ${}::text[], ${}::text[], ${}::text[], ${}::jsonb[], ${}::bytea[])
+                  WITH ORDINALITY AS e(id, topic, key, event_type, headers, payload, n){only_if}
+             ORDER BY e.n",
+            p(0),
+            p(1),
+            p(2),
+            p(3),
+            p(4),
+            p(5)
+        )
+    }
+
+    /// Binds the six arrays of [`OutboxRows::sql`], next in the query's parameters.
+    pub fn bind<'q>(
+        self,
+        q: sqlx::query::Query<'q, Postgres, PgArguments>,
+    ) -> sqlx::query::Query<'q, Postgres, PgArguments> {
+        q.bind(self.ids)
+            .bind(self.topics)
+            .bind(self.keys)
+            .bind(self.types)
+            .bind(self.headers)
+            .bind(self.payloads)
+    }
+
+    /// Inserts the rows in one statement on the caller's connection.
+    pub async fn insert(self, conn: &mut PgConnection) -> Result<(), OutboxError> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        self.bind(sqlx::query(sqlx::AssertSqlSafe(Self::sql(1, None))))
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
 }
 
 /// Rows not yet published.

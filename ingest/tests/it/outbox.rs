@@ -55,6 +55,89 @@ async fn an_event_exists_exactly_when_its_transaction_commits(pool: PgPool) {
 }
 
 #[sqlx::test(migrations = false)]
+async fn rows_written_together_match_rows_written_one_by_one_in_order(pool: PgPool) {
+    use ingest::outbox::OutboxRows;
+    use sqlx::Row;
+    setup(&pool).await;
+    let envs: Vec<Envelope> = samples()
+        .into_iter()
+        .take(5)
+        .map(|e| Envelope::new("/it", e))
+        .collect();
+    // One by one, as `enqueue` writes them...
+    let mut conn = pool.acquire().await.unwrap();
+    for env in &envs {
+        enqueue(&mut conn, env).await.unwrap();
+    }
+    // ...and the same events (new ids) in one statement.
+    let again: Vec<Envelope> = envs
+        .iter()
+        .map(|e| Envelope::new("/it", e.event.clone()))
+        .collect();
+    let mut rows = OutboxRows::default();
+    for env in &again {
+        rows.push(env).unwrap();
+    }
+    assert_eq!(rows.len(), 5);
+    rows.insert(&mut conn).await.unwrap();
+    let stored = sqlx::query(
+        "SELECT event_id, topic, key, event_type, headers, payload FROM outbox.events ORDER BY seq",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(stored.len(), 10);
+    for (i, env) in envs.iter().chain(&again).enumerate() {
+        let row = &stored[i];
+        assert_eq!(
+            row.get::<uuid::Uuid, _>("event_id"),
+            env.id,
+            "row {i} in push order"
+        );
+        assert_eq!(row.get::<String, _>("topic"), env.topic().base_name());
+        assert_eq!(row.get::<String, _>("key"), env.key());
+        assert_eq!(row.get::<String, _>("event_type"), env.event_type());
+        assert_eq!(row.get::<Vec<u8>, _>("payload"), env.payload());
+    }
+    // The headers differ only in the id (and time) the envelopes carry.
+    let names = |r: &sqlx::postgres::PgRow| -> Vec<String> {
+        r.get::<serde_json::Value, _>("headers")
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h[0].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names(&stored[0]), names(&stored[5]));
+
+    // Inside a caller's statement with a guard: written only when the guarded change is.
+    let guarded = |first: bool| {
+        let mut rows = OutboxRows::default();
+        rows.push(&Envelope::new("/it", samples()[0].clone()))
+            .unwrap();
+        let sql = format!(
+            "WITH changed AS (SELECT 1 AS x WHERE $1), events AS ({}) SELECT count(*) FROM changed",
+            OutboxRows::sql(2, Some("changed"))
+        );
+        rows.bind(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(first))
+    };
+    let n: i64 = guarded(false).fetch_one(&pool).await.unwrap().get(0);
+    assert_eq!(n, 0);
+    assert_eq!(
+        pending_count(&mut conn).await.unwrap(),
+        10,
+        "guard false: nothing"
+    );
+    let n: i64 = guarded(true).fetch_one(&pool).await.unwrap().get(0);
+    assert_eq!(n, 1);
+    assert_eq!(
+        pending_count(&mut conn).await.unwrap(),
+        11,
+        "guard true: the row"
+    );
+}
+
+#[sqlx::test(migrations = false)]
 async fn a_relay_killed_between_publish_and_mark_loses_nothing(pool: PgPool) {
     setup(&pool).await;
     let k = TestKafka::new().await;

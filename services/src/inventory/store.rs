@@ -1,5 +1,6 @@
 //! Stock operations, called by the inventory routes and by the checkout saga. Every function
-//! runs on the caller's transaction and writes its events to the outbox in it.
+//! runs on the caller's transaction and writes its events to the outbox in it (`commit` hands
+//! them to the caller, who writes them with its own change).
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -9,8 +10,8 @@ use events::domain::inventory::{
     InventoryAdjusted, InventoryReleased, InventoryReserved, ReleaseReason,
 };
 use events::{Envelope, Sku};
-use ingest::outbox::{OutboxError, enqueue};
-use sqlx::{PgConnection, PgPool};
+use ingest::outbox::{OutboxError, OutboxRows, enqueue};
+use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 const SOURCE: &str = "/shopstream/inventory";
@@ -77,7 +78,9 @@ pub async fn adjust(
 }
 
 /// Holds units of every line for an order until `ttl` passes, or fails as a whole.
-/// Lines are taken in SKU order so concurrent orders cannot deadlock.
+/// Lines are taken in SKU order so concurrent orders cannot deadlock. Each line is one
+/// statement (the stock, its reservation and its event together), so a one-line order is
+/// atomic without a transaction; with more lines the caller's transaction makes it whole.
 pub async fn reserve(
     conn: &mut PgConnection,
     order_id: Uuid,
@@ -87,37 +90,42 @@ pub async fn reserve(
     let mut sorted: Vec<&(Sku, NonZeroU32)> = lines.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     let expires_at = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default();
+    let sql = format!(
+        "WITH held AS (
+            UPDATE inventory.stock SET reserved = reserved + $2
+            WHERE sku = $1 AND on_hand - reserved >= $2 RETURNING sku),
+         reservation AS (
+            INSERT INTO inventory.reservations (id, order_id, sku, quantity, expires_at)
+            SELECT $3, $4, sku, $5, $6 FROM held),
+         events AS ({})
+         SELECT count(*) FROM held",
+        OutboxRows::sql(7, Some("held"))
+    );
     for (sku, qty) in sorted {
         let q = i64::from(qty.get());
-        let done = sqlx::query(
-            "UPDATE inventory.stock SET reserved = reserved + $2 WHERE sku = $1 AND on_hand - reserved >= $2",
-        )
-        .bind(sku.as_str())
-        .bind(q)
-        .execute(&mut *conn)
-        .await?;
-        if done.rows_affected() == 0 {
+        let id = Uuid::now_v7();
+        let mut events = OutboxRows::default();
+        events.push(&Envelope::new(
+            SOURCE,
+            InventoryReserved {
+                reservation_id: id,
+                order_id,
+                sku: sku.clone(),
+                quantity: *qty,
+                expires_at,
+            },
+        ))?;
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(sku.as_str())
+            .bind(q)
+            .bind(id)
+            .bind(order_id)
+            .bind(q as i32)
+            .bind(expires_at);
+        let held: i64 = events.bind(query).fetch_one(&mut *conn).await?.try_get(0)?;
+        if held == 0 {
             return Err(InventoryError::OutOfStock(sku.clone()));
         }
-        let id = Uuid::now_v7();
-        sqlx::query(
-            "INSERT INTO inventory.reservations (id, order_id, sku, quantity, expires_at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(id)
-        .bind(order_id)
-        .bind(sku.as_str())
-        .bind(q as i32)
-        .bind(expires_at)
-        .execute(&mut *conn)
-        .await?;
-        let event = InventoryReserved {
-            reservation_id: id,
-            order_id,
-            sku: sku.clone(),
-            quantity: *qty,
-            expires_at,
-        };
-        enqueue(conn, &Envelope::new(SOURCE, event)).await?;
     }
     Ok(())
 }
@@ -157,32 +165,35 @@ pub async fn release(
     Ok(held.len() as u32)
 }
 
-/// Turns an order's held units into sold ones: they leave stock for good.
-pub async fn commit(conn: &mut PgConnection, order_id: Uuid) -> Result<(), InventoryError> {
-    let held: Vec<(String, i32)> = sqlx::query_as(
-        "UPDATE inventory.reservations SET state = 'committed'
-         WHERE order_id = $1 AND state = 'held' RETURNING sku, quantity",
+/// Turns an order's held units into sold ones: they leave stock for good. One statement;
+/// the events (one adjustment per SKU) are added to `events`, which the caller writes in
+/// the same transaction.
+pub async fn commit(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    events: &mut OutboxRows,
+) -> Result<(), InventoryError> {
+    let sold: Vec<(String, i32, i64)> = sqlx::query_as(
+        "WITH held AS (
+            UPDATE inventory.reservations SET state = 'committed'
+            WHERE order_id = $1 AND state = 'held' RETURNING sku, quantity)
+         UPDATE inventory.stock s
+            SET on_hand = s.on_hand - held.quantity, reserved = s.reserved - held.quantity
+         FROM held WHERE s.sku = held.sku
+         RETURNING s.sku, held.quantity, s.on_hand",
     )
     .bind(order_id)
     .fetch_all(&mut *conn)
     .await?;
-    for (sku, qty) in held {
-        let q = i64::from(qty);
-        let (on_hand,): (i64,) = sqlx::query_as(
-            "UPDATE inventory.stock SET on_hand = on_hand - $2, reserved = reserved - $2 WHERE sku = $1 RETURNING on_hand",
-        )
-        .bind(&sku)
-        .bind(q)
-        .fetch_one(&mut *conn)
-        .await?;
+    for (sku, qty, on_hand) in sold {
         if let Ok(sku) = Sku::parse(sku) {
             let event = InventoryAdjusted {
                 sku,
-                delta: -q,
+                delta: -i64::from(qty),
                 on_hand_after: on_hand,
                 reason: format!("sold (order {order_id})"),
             };
-            enqueue(conn, &Envelope::new(SOURCE, event)).await?;
+            events.push(&Envelope::new(SOURCE, event))?;
         }
     }
     Ok(())

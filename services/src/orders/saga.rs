@@ -8,7 +8,7 @@ use events::domain::orders::{
     CancelReason, CardRef, OrderCancelled, OrderConfirmed, OrderLine, OrderPlaced,
 };
 use events::{Country, Currency, Envelope, Money, Quantity, Sku};
-use ingest::outbox::enqueue;
+use ingest::outbox::{OutboxRows, enqueue};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
@@ -172,20 +172,6 @@ pub async fn checkout(
     req: CheckoutRequest,
 ) -> Result<(bool, OrderView), Problem> {
     let customer_id = buyer.customer_id;
-    let existing: Option<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM orders.orders WHERE customer_id = $1 AND idempotency_key = $2",
-    )
-    .bind(customer_id)
-    .bind(key)
-    .fetch_optional(&app.pool)
-    .await?;
-    if let Some(id) = existing {
-        let mut conn = app.pool.acquire().await?;
-        let view = load_order(&mut conn, id)
-            .await?
-            .ok_or_else(|| Problem::internal("order vanished"))?;
-        return Ok((false, view));
-    }
 
     // Validate everything the client sent before anything is written.
     let mut errors = Vec::new();
@@ -198,6 +184,27 @@ pub async fn checkout(
     let ship_to = Country::parse(req.shipping_country.clone())
         .map_err(|e| errors.push(("shipping_country", e.to_string())))
         .ok();
+    // An earlier order under this key is returned as it is (whatever this body says), and the
+    // fraud team's blocklist (filled by the fraud processor at the block threshold and by
+    // reviewers) refuses a blocked customer or card: one round trip for both.
+    let (existing, blocked): (Option<Uuid>, bool) = sqlx::query_as(
+        "SELECT (SELECT id FROM orders.orders WHERE customer_id = $1 AND idempotency_key = $2),
+                EXISTS (SELECT 1 FROM streams.blocklist
+                        WHERE (kind = 'customer' AND value = $3) OR (kind = 'card' AND value = $4))",
+    )
+    .bind(customer_id)
+    .bind(key)
+    .bind(customer_id.to_string())
+    .bind(card.as_ref().map(CardNumber::fingerprint))
+    .fetch_one(&app.pool)
+    .await?;
+    if let Some(id) = existing {
+        let mut conn = app.pool.acquire().await?;
+        let view = load_order(&mut conn, id)
+            .await?
+            .ok_or_else(|| Problem::internal("order vanished"))?;
+        return Ok((false, view));
+    }
     let (Some(card), Some(billing), Some(ship_to)) = (card, billing, ship_to) else {
         return Err(Problem::validation(
             errors
@@ -209,16 +216,6 @@ pub async fn checkout(
                 .collect(),
         ));
     };
-    // The fraud team's blocklist (filled by the fraud processor at the block threshold and by
-    // reviewers): a blocked customer or card cannot check out.
-    let blocked: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM streams.blocklist
-                        WHERE (kind = 'customer' AND value = $1) OR (kind = 'card' AND value = $2))",
-    )
-    .bind(customer_id.to_string())
-    .bind(card.fingerprint())
-    .fetch_one(&app.pool)
-    .await?;
     if blocked {
         return Err(Problem::forbidden(
             "checkout refused: this account or card is blocked after a fraud review; contact support",
@@ -256,62 +253,25 @@ pub async fn checkout(
         .checked_add(shipping_cost)
         .ok_or_else(|| Problem::internal("overflow"))?;
 
-    // 1. Place the order.
+    // 1. Place the order: the order, its lines, its history and its event in one statement.
     let order_id = Uuid::now_v7();
-    let mut tx = app.pool.begin().await?;
-    let placed = sqlx::query(
-        "INSERT INTO orders.orders (id, customer_id, idempotency_key, status, currency, subtotal_minor, shipping_minor,
-            total_minor, billing_country, shipping_country, discount_minor, coupon)
-         VALUES ($1, $2, $3, 'placed', $4, $5, $6, $7, $8, $9, $10, $11)
-         ON CONFLICT (customer_id, idempotency_key) DO NOTHING",
-    )
-    .bind(order_id)
-    .bind(customer_id)
-    .bind(key)
-    .bind(subtotal.currency.as_str())
-    .bind(subtotal.amount_minor)
-    .bind(shipping_cost.amount_minor)
-    .bind(total.amount_minor)
-    .bind(billing.as_str())
-    .bind(ship_to.as_str())
-    .bind(discount.amount_minor)
-    .bind(&cart.coupon)
-    .execute(&mut *tx)
-    .await?;
-    if placed.rows_affected() == 0 {
-        // The same key raced in concurrently; that request owns the order.
-        tx.rollback().await?;
-        return Box::pin(checkout(app, buyer, key, req)).await;
-    }
-    for l in &cart.lines {
-        sqlx::query(
-            "INSERT INTO orders.lines (order_id, product_id, sku, quantity, unit_price_minor) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(order_id)
-        .bind(l.product_id)
-        .bind(l.sku.as_str())
-        .bind(l.quantity.get() as i32)
-        .bind(l.unit_price.amount_minor - l.unit_discount.amount_minor)
-        .execute(&mut *tx)
-        .await?;
-    }
-    history(&mut tx, order_id, "placed", None).await?;
+    let lines: Vec<OrderLine> = cart
+        .lines
+        .iter()
+        .map(|l| OrderLine {
+            product_id: l.product_id,
+            sku: l.sku.clone(),
+            quantity: l.quantity,
+            unit_price: Money::new(
+                l.unit_price.amount_minor - l.unit_discount.amount_minor,
+                l.unit_price.currency,
+            ),
+        })
+        .collect();
     let event = OrderPlaced {
         order_id,
         customer_id,
-        lines: cart
-            .lines
-            .iter()
-            .map(|l| OrderLine {
-                product_id: l.product_id,
-                sku: l.sku.clone(),
-                quantity: l.quantity,
-                unit_price: Money::new(
-                    l.unit_price.amount_minor - l.unit_discount.amount_minor,
-                    l.unit_price.currency,
-                ),
-            })
-            .collect(),
+        lines: lines.clone(),
         subtotal,
         discount,
         shipping: shipping_cost,
@@ -324,13 +284,49 @@ pub async fn checkout(
             last4: card.last4(),
             country: billing.clone(),
         },
-        billing_country: billing,
+        billing_country: billing.clone(),
         shipping_country: ship_to.clone(),
-        ip: buyer.ip,
-        device_id: req.device_id.unwrap_or_else(|| "unknown".into()),
+        ip: buyer.ip.clone(),
+        device_id: req.device_id.clone().unwrap_or_else(|| "unknown".into()),
     };
-    enqueue(&mut tx, &Envelope::new(SOURCE, event)).await?;
-    tx.commit().await?;
+    let mut events = OutboxRows::default();
+    events.push(&Envelope::new(SOURCE, event))?;
+    let query = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "WITH placed AS (
+            INSERT INTO orders.orders (id, customer_id, idempotency_key, status, currency, subtotal_minor,
+                shipping_minor, total_minor, billing_country, shipping_country, discount_minor, coupon)
+            VALUES ($1, $2, $3, 'placed', $4, $5, $6, $7, $8, $9, $10, $11)
+            ON CONFLICT (customer_id, idempotency_key) DO NOTHING RETURNING id),
+         lines AS (
+            INSERT INTO orders.lines (order_id, product_id, sku, quantity, unit_price_minor)
+            SELECT placed.id, l.product_id, l.sku, l.quantity, l.price
+            FROM placed, unnest($12::uuid[], $13::text[], $14::int[], $15::bigint[])
+                 AS l(product_id, sku, quantity, price)),
+         history AS (INSERT INTO orders.history (order_id, status) SELECT id, 'placed' FROM placed),
+         events AS ({})
+         SELECT count(*) FROM placed",
+        OutboxRows::sql(16, Some("placed"))
+    )))
+    .bind(order_id)
+    .bind(customer_id)
+    .bind(key)
+    .bind(subtotal.currency.as_str())
+    .bind(subtotal.amount_minor)
+    .bind(shipping_cost.amount_minor)
+    .bind(total.amount_minor)
+    .bind(billing.as_str())
+    .bind(ship_to.as_str())
+    .bind(discount.amount_minor)
+    .bind(&cart.coupon)
+    .bind(lines.iter().map(|l| l.product_id).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.sku.as_str()).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.quantity.get() as i32).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.unit_price.amount_minor).collect::<Vec<_>>());
+    let placed: i64 = events.bind(query).fetch_one(&app.pool).await?.try_get(0)?;
+    if placed == 0 {
+        // The same key raced in concurrently; that request owns the order.
+        return Box::pin(checkout(app, buyer, key, req)).await;
+    }
 
     // 2. Reserve stock.
     let wanted: Vec<(Sku, Quantity)> = cart
@@ -338,8 +334,13 @@ pub async fn checkout(
         .iter()
         .map(|l| (l.sku.clone(), l.quantity))
         .collect();
-    let mut tx = app.pool.begin().await?;
-    match inventory::reserve(&mut tx, order_id, &wanted, RESERVATION_TTL).await {
+    // One line is one statement, atomic alone; more lines need the transaction.
+    let mut tx = if wanted.len() > 1 {
+        Step::Tx(app.pool.begin().await?)
+    } else {
+        Step::Conn(app.pool.acquire().await?)
+    };
+    match inventory::reserve(tx.conn(), order_id, &wanted, RESERVATION_TTL).await {
         Ok(()) => tx.commit().await?,
         Err(InventoryError::OutOfStock(sku)) => {
             tx.rollback().await?;
@@ -390,16 +391,14 @@ pub async fn checkout(
         }
     };
 
-    // 4. Create the shipment.
-    let mut tx = app.pool.begin().await?;
-    let shipment_id = match shipping::create(&mut tx, order_id, customer_id, &ship_to, weight).await
-    {
-        Ok(id) => {
-            tx.commit().await?;
-            id
-        }
+    // 4. Create the shipment (one statement).
+    let created = {
+        let mut conn = app.pool.acquire().await?;
+        shipping::create(&mut conn, order_id, customer_id, &ship_to, weight).await
+    };
+    let shipment_id = match created {
+        Ok(id) => id,
         Err(e) => {
-            tx.rollback().await?;
             let detail = match &e {
                 ShippingError::Refused(why) => (*why).to_owned(),
                 other => other.to_string(),
@@ -421,38 +420,106 @@ pub async fn checkout(
         }
     };
 
-    // 5. Confirm: stock leaves, payment is captured, cart is emptied.
+    // 5. Confirm: stock leaves, payment is captured, cart is emptied. Two statements: the
+    // stock (whose levels its events carry), then the rest with every event.
     let mut tx = app.pool.begin().await?;
-    inventory::commit(&mut tx, order_id)
+    let mut events = OutboxRows::default();
+    inventory::commit(&mut tx, order_id, &mut events)
         .await
         .map_err(Problem::internal)?;
-    payments::capture(&mut tx, order_id)
-        .await
-        .map_err(Problem::internal)?;
-    sqlx::query(
-        "UPDATE orders.orders SET status = 'confirmed', payment_id = $2, shipment_id = $3, updated_at = now() WHERE id = $1",
-    )
+    events.push(&Envelope::new(
+        SOURCE,
+        OrderConfirmed {
+            order_id,
+            customer_id,
+            payment_id,
+            shipment_id,
+            total,
+        },
+    ))?;
+    let query = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "WITH captured AS (
+            UPDATE payments.payments SET status = 'captured', updated_at = now()
+            WHERE order_id = $1 AND status = 'authorized' RETURNING id),
+         confirmed AS (
+            UPDATE orders.orders SET status = 'confirmed', payment_id = $2, shipment_id = $3, updated_at = now()
+            WHERE id = $1 AND EXISTS (SELECT 1 FROM captured) RETURNING id),
+         history AS (INSERT INTO orders.history (order_id, status) SELECT id, 'confirmed' FROM confirmed),
+         emptied AS (DELETE FROM carts.items WHERE user_id = $4 AND EXISTS (SELECT 1 FROM confirmed)),
+         events AS ({})
+         SELECT count(*) FROM captured",
+        OutboxRows::sql(5, Some("confirmed"))
+    )))
     .bind(order_id)
     .bind(payment_id)
     .bind(shipment_id)
-    .execute(&mut *tx)
-    .await?;
-    history(&mut tx, order_id, "confirmed", None).await?;
-    sqlx::query("DELETE FROM carts.items WHERE user_id = $1")
-        .bind(customer_id)
-        .execute(&mut *tx)
-        .await?;
-    let event = OrderConfirmed {
-        order_id,
-        customer_id,
-        payment_id,
-        shipment_id,
-        total,
-    };
-    enqueue(&mut tx, &Envelope::new(SOURCE, event)).await?;
+    .bind(customer_id);
+    let captured: i64 = events.bind(query).fetch_one(&mut *tx).await?.try_get(0)?;
+    if captured == 0 {
+        // Dropping the transaction rolls the stock back.
+        return Err(Problem::internal(format!(
+            "payment of order {order_id} is not authorized; cannot capture"
+        )));
+    }
     tx.commit().await?;
     metrics::counter!("shopstream_checkouts_total", "result" => "confirmed").increment(1);
-    finish(app, order_id).await
+    // The view from what was just written, without reading it back (the lines in SKU order,
+    // as `load_order` gives them).
+    let mut lines: Vec<OrderLineView> = lines
+        .into_iter()
+        .map(|l| OrderLineView {
+            product_id: l.product_id,
+            sku: l.sku.as_str().to_owned(),
+            quantity: l.quantity.get() as i32,
+            unit_price: Money::new(l.unit_price.amount_minor, subtotal.currency),
+        })
+        .collect();
+    lines.sort_by(|a, b| a.sku.cmp(&b.sku));
+    let view = OrderView {
+        order_id,
+        customer_id,
+        status: "confirmed".into(),
+        cancel_reason: None,
+        lines,
+        subtotal,
+        discount,
+        shipping: shipping_cost,
+        total,
+        coupon: cart.coupon,
+        payment_id: Some(payment_id),
+        shipment_id: Some(shipment_id),
+    };
+    Ok((true, view))
+}
+
+/// A saga step's connection: a transaction when the step takes several statements, a plain
+/// connection when it is one (atomic alone).
+enum Step {
+    Tx(sqlx::Transaction<'static, sqlx::Postgres>),
+    Conn(sqlx::pool::PoolConnection<sqlx::Postgres>),
+}
+
+impl Step {
+    fn conn(&mut self) -> &mut PgConnection {
+        match self {
+            Step::Tx(tx) => tx,
+            Step::Conn(c) => c,
+        }
+    }
+
+    async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Step::Tx(tx) => tx.commit().await,
+            Step::Conn(_) => Ok(()),
+        }
+    }
+
+    async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self {
+            Step::Tx(tx) => tx.rollback().await,
+            Step::Conn(_) => Ok(()),
+        }
+    }
 }
 
 async fn finish(app: &AppState, order_id: Uuid) -> Result<(bool, OrderView), Problem> {

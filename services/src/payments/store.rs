@@ -3,8 +3,8 @@
 
 use events::domain::payments::{DeclineReason, PaymentAuthorized, PaymentFailed, PaymentRefunded};
 use events::{Envelope, Money};
-use ingest::outbox::{OutboxError, enqueue};
-use sqlx::{PgConnection, PgPool};
+use ingest::outbox::{OutboxError, OutboxRows, enqueue};
+use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 use crate::payments::breaker::CircuitBreaker;
@@ -135,30 +135,6 @@ pub async fn authorize(
             },
         ),
     };
-    let mut tx = pool.begin().await?;
-    let inserted = sqlx::query(
-        "INSERT INTO payments.payments
-           (id, order_id, customer_id, amount_minor, currency, card_fingerprint, status, decline_reason, auth_code)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (order_id) DO NOTHING",
-    )
-    .bind(payment_id)
-    .bind(order_id)
-    .bind(customer_id)
-    .bind(amount.amount_minor)
-    .bind(amount.currency.as_str())
-    .bind(&fingerprint)
-    .bind(status)
-    .bind(reason.as_ref().map(crate::http::wire_name))
-    .bind(&auth_code)
-    .execute(&mut *tx)
-    .await?;
-    if inserted.rows_affected() == 0 {
-        // A concurrent retry of the same order won the race; its outcome stands.
-        tx.rollback().await?;
-        return existing(pool, order_id)
-            .await?
-            .ok_or(PaymentError::NotFound(order_id));
-    }
     let env = match (&auth_code, reason) {
         (Some(code), _) => Envelope::new(
             SOURCE,
@@ -168,7 +144,7 @@ pub async fn authorize(
                 customer_id,
                 amount,
                 gateway: GATEWAY.into(),
-                card_fingerprint: fingerprint,
+                card_fingerprint: fingerprint.clone(),
                 auth_code: code.clone(),
             },
         ),
@@ -180,13 +156,39 @@ pub async fn authorize(
                 customer_id,
                 amount,
                 gateway: GATEWAY.into(),
-                card_fingerprint: fingerprint,
+                card_fingerprint: fingerprint.clone(),
                 reason: r.unwrap_or(DeclineReason::ProcessingError),
             },
         ),
     };
-    enqueue(&mut tx, &env).await?;
-    tx.commit().await?;
+    let mut events = OutboxRows::default();
+    events.push(&env)?;
+    // The payment and its event in one statement (atomic without a transaction).
+    let query = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "WITH payment AS (
+            INSERT INTO payments.payments
+              (id, order_id, customer_id, amount_minor, currency, card_fingerprint, status, decline_reason, auth_code)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (order_id) DO NOTHING RETURNING id),
+         events AS ({})
+         SELECT count(*) FROM payment",
+        OutboxRows::sql(10, Some("payment"))
+    )))
+    .bind(payment_id)
+    .bind(order_id)
+    .bind(customer_id)
+    .bind(amount.amount_minor)
+    .bind(amount.currency.as_str())
+    .bind(&fingerprint)
+    .bind(status)
+    .bind(reason.as_ref().map(crate::http::wire_name))
+    .bind(&auth_code);
+    let inserted: i64 = events.bind(query).fetch_one(pool).await?.try_get(0)?;
+    if inserted == 0 {
+        // A concurrent retry of the same order won the race; its outcome stands.
+        return existing(pool, order_id)
+            .await?
+            .ok_or(PaymentError::NotFound(order_id));
+    }
     metrics::counter!("shopstream_payments_total", "status" => status).increment(1);
     Ok(result)
 }
@@ -254,22 +256,4 @@ pub async fn refund(
     reason: &str,
 ) -> Result<(), PaymentError> {
     reverse(pool, gateway, order_id, "captured", "refunded", reason).await
-}
-
-/// Captures an authorized payment, inside the order's confirmation transaction.
-pub async fn capture(conn: &mut PgConnection, order_id: Uuid) -> Result<(), PaymentError> {
-    let done = sqlx::query(
-        "UPDATE payments.payments SET status = 'captured', updated_at = now() WHERE order_id = $1 AND status = 'authorized'",
-    )
-    .bind(order_id)
-    .execute(conn)
-    .await?;
-    if done.rows_affected() == 0 {
-        return Err(PaymentError::WrongState {
-            order: order_id,
-            status: "not authorized".into(),
-            action: "capture",
-        });
-    }
-    Ok(())
 }

@@ -3,9 +3,9 @@
 use chrono::Utc;
 use events::domain::shipping::{ShipmentCreated, ShipmentDelivered};
 use events::{Country, Currency, Envelope, Money};
-use ingest::outbox::{OutboxError, enqueue};
+use ingest::outbox::{OutboxError, OutboxRows, enqueue};
 use rand::Rng;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 const SOURCE: &str = "/shopstream/shipping";
@@ -79,32 +79,8 @@ pub async fn create(
     if weight_grams > MAX_PARCEL_GRAMS {
         return Err(ShippingError::Refused("parcel over 31.5 kg"));
     }
-    if let Some(id) = sqlx::query_scalar("SELECT id FROM shipping.shipments WHERE order_id = $1")
-        .bind(order_id)
-        .fetch_optional(&mut *conn)
-        .await?
-    {
-        return Ok(id);
-    }
     let id = Uuid::now_v7();
     let tracking = format!("SIM{:09}", rand::rng().random_range(0..1_000_000_000u32));
-    sqlx::query(
-        "INSERT INTO shipping.shipments
-           (id, order_id, customer_id, carrier, service_level, country, zone, weight_grams, cost_minor, currency, tracking_number)
-         VALUES ($1, $2, $3, $4, 'standard', $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(id)
-    .bind(order_id)
-    .bind(customer_id)
-    .bind(CARRIER)
-    .bind(country.as_str())
-    .bind(i16::from(q.zone))
-    .bind(weight_grams as i32)
-    .bind(q.cost.amount_minor)
-    .bind(q.cost.currency.as_str())
-    .bind(&tracking)
-    .execute(&mut *conn)
-    .await?;
     let event = ShipmentCreated {
         shipment_id: id,
         order_id,
@@ -115,9 +91,40 @@ pub async fn create(
         zone: q.zone,
         weight_grams,
         cost: q.cost,
-        tracking_number: tracking,
+        tracking_number: tracking.clone(),
     };
-    enqueue(conn, &Envelope::new(SOURCE, event)).await?;
+    let mut events = OutboxRows::default();
+    events.push(&Envelope::new(SOURCE, event))?;
+    // The shipment and its event in one statement; an order's second call creates nothing.
+    let query = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "WITH shipment AS (
+            INSERT INTO shipping.shipments
+              (id, order_id, customer_id, carrier, service_level, country, zone, weight_grams, cost_minor, currency, tracking_number)
+            VALUES ($1, $2, $3, $4, 'standard', $5, $6, $7, $8, $9, $10)
+            ON CONFLICT (order_id) DO NOTHING RETURNING id),
+         events AS ({})
+         SELECT count(*) FROM shipment",
+        OutboxRows::sql(11, Some("shipment"))
+    )))
+    .bind(id)
+    .bind(order_id)
+    .bind(customer_id)
+    .bind(CARRIER)
+    .bind(country.as_str())
+    .bind(i16::from(q.zone))
+    .bind(weight_grams as i32)
+    .bind(q.cost.amount_minor)
+    .bind(q.cost.currency.as_str())
+    .bind(&tracking);
+    let created: i64 = events.bind(query).fetch_one(&mut *conn).await?.try_get(0)?;
+    if created == 0 {
+        let first: Uuid =
+            sqlx::query_scalar("SELECT id FROM shipping.shipments WHERE order_id = $1")
+                .bind(order_id)
+                .fetch_one(&mut *conn)
+                .await?;
+        return Ok(first);
+    }
     Ok(id)
 }
 
