@@ -114,6 +114,18 @@ impl OutboxRows {
             .bind(self.payloads)
     }
 
+    /// Binds the rows into `q` (see [`OutboxRows::bind`]), runs it and returns the count the
+    /// statement selects last: how many rows the guarded change touched, 0 when it did not
+    /// happen and no event was written.
+    pub async fn fetch_count<'q, 'e, E: sqlx::PgExecutor<'e>>(
+        self,
+        q: sqlx::query::Query<'q, Postgres, PgArguments>,
+        executor: E,
+    ) -> Result<i64, sqlx::Error> {
+        use sqlx::Row;
+        self.bind(q).fetch_one(executor).await?.try_get(0)
+    }
+
     /// Inserts the rows in one statement on the caller's connection.
     pub async fn insert(self, conn: &mut PgConnection) -> Result<(), OutboxError> {
         if self.is_empty() {

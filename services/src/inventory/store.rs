@@ -11,7 +11,7 @@ use events::domain::inventory::{
 };
 use events::{Envelope, Sku};
 use ingest::outbox::{OutboxError, OutboxRows, enqueue};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 const SOURCE: &str = "/shopstream/inventory";
@@ -122,7 +122,7 @@ pub async fn reserve(
             .bind(order_id)
             .bind(q as i32)
             .bind(expires_at);
-        let held: i64 = events.bind(query).fetch_one(&mut *conn).await?.try_get(0)?;
+        let held: i64 = events.fetch_count(query, &mut *conn).await?;
         if held == 0 {
             return Err(InventoryError::OutOfStock(sku.clone()));
         }

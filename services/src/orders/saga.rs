@@ -322,7 +322,7 @@ pub async fn checkout(
     .bind(lines.iter().map(|l| l.sku.as_str()).collect::<Vec<_>>())
     .bind(lines.iter().map(|l| l.quantity.get() as i32).collect::<Vec<_>>())
     .bind(lines.iter().map(|l| l.unit_price.amount_minor).collect::<Vec<_>>());
-    let placed: i64 = events.bind(query).fetch_one(&app.pool).await?.try_get(0)?;
+    let placed: i64 = events.fetch_count(query, &app.pool).await?;
     if placed == 0 {
         // The same key raced in concurrently; that request owns the order.
         return Box::pin(checkout(app, buyer, key, req)).await;
@@ -454,7 +454,7 @@ pub async fn checkout(
     .bind(payment_id)
     .bind(shipment_id)
     .bind(customer_id);
-    let captured: i64 = events.bind(query).fetch_one(&mut *tx).await?.try_get(0)?;
+    let captured: i64 = events.fetch_count(query, &mut *tx).await?;
     if captured == 0 {
         // Dropping the transaction rolls the stock back.
         return Err(Problem::internal(format!(

@@ -4,7 +4,7 @@
 use events::domain::payments::{DeclineReason, PaymentAuthorized, PaymentFailed, PaymentRefunded};
 use events::{Envelope, Money};
 use ingest::outbox::{OutboxError, OutboxRows, enqueue};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::payments::breaker::CircuitBreaker;
@@ -182,7 +182,7 @@ pub async fn authorize(
     .bind(status)
     .bind(reason.as_ref().map(crate::http::wire_name))
     .bind(&auth_code);
-    let inserted: i64 = events.bind(query).fetch_one(pool).await?.try_get(0)?;
+    let inserted: i64 = events.fetch_count(query, pool).await?;
     if inserted == 0 {
         // A concurrent retry of the same order won the race; its outcome stands.
         return existing(pool, order_id)

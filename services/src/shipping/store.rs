@@ -5,7 +5,7 @@ use events::domain::shipping::{ShipmentCreated, ShipmentDelivered};
 use events::{Country, Currency, Envelope, Money};
 use ingest::outbox::{OutboxError, OutboxRows, enqueue};
 use rand::Rng;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 const SOURCE: &str = "/shopstream/shipping";
@@ -116,7 +116,7 @@ pub async fn create(
     .bind(q.cost.amount_minor)
     .bind(q.cost.currency.as_str())
     .bind(&tracking);
-    let created: i64 = events.bind(query).fetch_one(&mut *conn).await?.try_get(0)?;
+    let created: i64 = events.fetch_count(query, &mut *conn).await?;
     if created == 0 {
         let first: Uuid =
             sqlx::query_scalar("SELECT id FROM shipping.shipments WHERE order_id = $1")
