@@ -28,8 +28,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
 
-use events::{Envelope, Topic, TopicNames};
-use ingest::kafka::{decode_message, envelope_headers};
+use events::{Envelope, Event, Topic, TopicNames};
+use futures::FutureExt;
+use ingest::kafka::{decode_message, envelope_headers, header_value};
 use ingest::{EventProducer, KafkaConfig, KafkaError, dlq};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
@@ -118,6 +119,13 @@ pub trait Processor: Send {
     fn on_checkpoint(&mut self, _state: &mut Self::State, _shard: &str, _out: &mut Out) {}
     /// Between batches: reload rules, catch up side tables.
     fn between_batches(&mut self) {}
+    /// Whether the processor handles events of this `ce_type` (every type, by default).
+    /// Records of other types are not decoded: they only advance their partition's offset
+    /// and event-time clock, and are counted in [`RunReport::filtered`]. A record whose
+    /// headers are unreadable is always decoded, so it still goes to the DLQ.
+    fn wants(&self, _event_type: &str) -> bool {
+        true
+    }
 }
 
 /// Engine settings.
@@ -156,7 +164,10 @@ impl EngineConfig {
 /// What a run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RunReport {
+    /// Records handled, including those filtered.
     pub processed: u64,
+    /// Records of types the processor does not want ([`Processor::wants`]), not decoded.
+    pub filtered: u64,
     pub skipped_replayed: u64,
     pub dead_lettered: u64,
     pub late: u64,
@@ -334,17 +345,27 @@ pub async fn run<P: Processor>(
         }
         processor.between_batches();
         let now = now_ms();
+        // The partition of the previous record, its shard id and whether the shard lists it:
+        // records come in runs per partition, so most need neither allocation nor lookup.
+        let mut run: Option<((String, i32), String, bool)> = None;
         for m in &batch {
-            let key = (m.topic().to_owned(), m.partition());
-            if !seeks.admits(&consumer, &group, &key, m.offset(), mode)? {
+            if !run
+                .as_ref()
+                .is_some_and(|((t, p), _, _)| *p == m.partition() && t == m.topic())
+            {
+                let key = (m.topic().to_owned(), m.partition());
+                let shard_id = match mode {
+                    Mode::Global => "all".to_owned(),
+                    Mode::Partitioned => format!("{}:{}", key.0, key.1),
+                };
+                run = Some((key, shard_id, false));
+            }
+            let (key, shard_id, listed) = run.as_mut().expect("set above");
+            if !seeks.admits(&consumer, &group, key, m.offset(), mode)? {
                 continue;
             }
-            let shard_id = match mode {
-                Mode::Global => "all".to_owned(),
-                Mode::Partitioned => format!("{}:{}", key.0, key.1),
-            };
-            if !shards.contains_key(&shard_id) {
-                let shard = match load_checkpoint(&pool, &group, &shard_id).await? {
+            if !shards.contains_key(shard_id.as_str()) {
+                let shard = match load_checkpoint(&pool, &group, shard_id).await? {
                     Some((version, offsets, watermark, state)) => Shard {
                         state: serde_json::from_value(state).map_err(|source| {
                             EngineError::State {
@@ -370,30 +391,45 @@ pub async fn run<P: Processor>(
                 };
                 shards.insert(shard_id.clone(), shard);
             }
-            let shard = shards.get_mut(&shard_id).expect("loaded above");
-            if !shard.partitions.contains(&key) {
-                shard.partitions.push(key.clone());
+            let shard = shards.get_mut(shard_id.as_str()).expect("loaded above");
+            if !*listed {
+                if !shard.partitions.contains(key) {
+                    shard.partitions.push(key.clone());
+                }
+                *listed = true;
             }
-            if let Some(&next) = shard.offsets.get(&key) {
-                if m.offset() < next {
+            match shard.offsets.get_mut(key) {
+                Some(next) if m.offset() < *next => {
                     report.skipped_replayed += 1;
                     continue;
                 }
-                if m.offset() > next {
+                Some(next) if m.offset() > *next => {
                     // The consumer is ahead of the checkpoint (another instance's commit, or
                     // a fenced shard): go back so nothing between is missed.
+                    let next = *next;
                     seeks.ask(
                         &consumer,
                         &group,
-                        &key,
+                        key,
                         next,
                         "consumer ahead of the checkpoint",
                     )?;
                     continue;
                 }
+                Some(next) => *next = m.offset() + 1,
+                None => {
+                    shard.offsets.insert(key.clone(), m.offset() + 1);
+                }
             }
-            shard.offsets.insert(key.clone(), m.offset() + 1);
             shard.dirty = true;
+            // A record of a type the processor does not handle only moves its partition's
+            // clock, read from the `ce_time` header without decoding the payload.
+            if let Some(ts) = unwanted_event_time(&processor, m) {
+                clocks.observe(key, ts, now);
+                report.processed += 1;
+                report.filtered += 1;
+                continue;
+            }
             let envelope = match decode_message(m) {
                 Ok(e) => e,
                 Err(e) => {
@@ -410,7 +446,7 @@ pub async fn run<P: Processor>(
             };
             let topic = by_name[m.topic()];
             let ts = envelope.time.timestamp_millis();
-            clocks.observe(&key.0, key.1, ts, now);
+            clocks.observe(key, ts, now);
             let input = In {
                 topic,
                 partition: key.1,
@@ -557,6 +593,20 @@ fn caught_up(consumer: &StreamConsumer) -> bool {
     })
 }
 
+/// The event time of a record the processor does not want, from its headers; `None` when it
+/// wants the record or its headers do not name a known type and a valid time (then it is
+/// decoded in full, and dead-lettered if undecodable).
+fn unwanted_event_time<P: Processor>(processor: &P, m: &BorrowedMessage<'_>) -> Option<Millis> {
+    let event_type = std::str::from_utf8(header_value(m, events::header::TYPE)?).ok()?;
+    if processor.wants(event_type) || Event::topic_of(event_type).is_none() {
+        return None;
+    }
+    let time = std::str::from_utf8(header_value(m, events::header::TIME)?).ok()?;
+    chrono::DateTime::parse_from_rfc3339(time)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
 /// Up to `max` records, borrowed from the consumer: copying them out (payload, key and each
 /// header) took about a fifth of a stateless processor's time.
 async fn poll_batch<'c>(
@@ -567,7 +617,12 @@ async fn poll_batch<'c>(
     let mut out = Vec::new();
     let mut until = Instant::now() + Duration::from_millis(100);
     loop {
-        match tokio::time::timeout_at(until, consumer.recv()).await {
+        // A record already fetched is taken without arming a timer; only an empty queue waits.
+        let next = match consumer.recv().now_or_never() {
+            Some(r) => Ok(r),
+            None => tokio::time::timeout_at(until, consumer.recv()).await,
+        };
+        match next {
             Err(_) => return Ok(out),
             Ok(Ok(m)) => {
                 out.push(m);

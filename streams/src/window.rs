@@ -318,16 +318,22 @@ impl Watermarks {
     }
 
     /// Records an event at `ts` on a partition, seen at wall-clock `now`.
-    pub fn observe(&mut self, topic: &str, partition: i32, ts: Millis, now: Millis) {
-        let e = self
-            .parts
-            .entry((topic.to_owned(), partition))
-            .or_insert(PartClock {
-                max_ts: ts,
-                last_seen_wall: now,
-            });
-        e.max_ts = e.max_ts.max(ts);
-        e.last_seen_wall = now;
+    pub fn observe(&mut self, partition: &(String, i32), ts: Millis, now: Millis) {
+        match self.parts.get_mut(partition) {
+            Some(e) => {
+                e.max_ts = e.max_ts.max(ts);
+                e.last_seen_wall = now;
+            }
+            None => {
+                self.parts.insert(
+                    partition.clone(),
+                    PartClock {
+                        max_ts: ts,
+                        last_seen_wall: now,
+                    },
+                );
+            }
+        }
     }
 
     /// Keeps only the partitions `keep` accepts (the rest were revoked from this instance).
@@ -540,11 +546,11 @@ mod tests {
     #[test]
     fn idle_partitions_do_not_hold_the_watermark_back() {
         let mut wm = Watermarks::new(100, 1_000);
-        wm.observe("t", 0, 10_000, 0);
-        wm.observe("t", 1, 5_000, 0);
+        wm.observe(&("t".into(), 0), 10_000, 0);
+        wm.observe(&("t".into(), 1), 5_000, 0);
         assert_eq!(wm.watermark(500, None), Some(4_900));
         // Partition 1 goes quiet while 0 keeps going.
-        wm.observe("t", 0, 20_000, 2_000);
+        wm.observe(&("t".into(), 0), 20_000, 2_000);
         assert_eq!(wm.watermark(2_000, None), Some(19_900));
         // All quiet: the furthest partition leads.
         assert_eq!(wm.watermark(10_000, None), Some(19_900));

@@ -16,6 +16,14 @@ pub fn envelope_headers(env: &Envelope) -> OwnedHeaders {
     out
 }
 
+/// The value of a message's header `name` (the first one), without decoding anything else.
+pub fn header_value<'m, M: Message>(msg: &'m M, name: &str) -> Option<&'m [u8]> {
+    msg.headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+}
+
 /// Decodes any Kafka message (borrowed or owned) into an envelope.
 pub fn decode_message<M: Message>(msg: &M) -> Result<Envelope, DecodeError> {
     match msg.headers() {

@@ -522,3 +522,120 @@ fn the_fraud_model_feed_follows_registry_promotions() {
     assert_eq!(detector.model().version, "fraud/v4");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Counts what reaches it; wants product views only.
+struct ViewsOnly {
+    views: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    others: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl engine::Processor for ViewsOnly {
+    type State = ();
+    fn name(&self) -> &'static str {
+        "views-only"
+    }
+    fn mode(&self) -> engine::Mode {
+        engine::Mode::Partitioned
+    }
+    fn inputs(&self) -> Vec<events::Topic> {
+        vec![events::Topic::Clickstream]
+    }
+    fn new_state(&self) {}
+    fn wants(&self, event_type: &str) -> bool {
+        event_type == <events::domain::clickstream::ProductViewed as events::DomainEvent>::TYPE
+    }
+    fn on_event(&mut self, _: &mut (), input: &engine::In<'_>, _: &mut engine::Out) {
+        use std::sync::atomic::Ordering::Relaxed;
+        match input.envelope.event {
+            Event::ProductViewed(_) => self.views.fetch_add(1, Relaxed),
+            _ => self.others.fetch_add(1, Relaxed),
+        };
+    }
+    fn on_watermark(&mut self, _: &mut (), _: streams::window::Millis, _: &mut engine::Out) {}
+}
+
+/// Records of types a processor does not want are counted and move its event-time clock, but
+/// are neither decoded nor handed to it; a record without headers is still dead-lettered.
+#[sqlx::test(migrations = false)]
+async fn unwanted_event_types_are_skipped_undecoded_but_move_the_watermark(pool: PgPool) {
+    use events::domain::clickstream::{ProductViewed, SearchPerformed};
+    use std::sync::atomic::Ordering::Relaxed;
+    migrated(&pool).await;
+    let k = kafka().await;
+    // One session, so one partition: three views, then searches ten minutes later.
+    let session = uuid::Uuid::now_v7();
+    let t0 = chrono::Utc::now() - chrono::Duration::hours(1);
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        let view = ProductViewed {
+            session_id: session,
+            user_id: None,
+            product_id: uuid::Uuid::now_v7(),
+            device_id: "d".into(),
+            referrer: None,
+        };
+        sent.push(Envelope::new("/it", view).with_time(t0 + chrono::Duration::seconds(i)));
+    }
+    let last = t0 + chrono::Duration::minutes(10) + chrono::Duration::seconds(4);
+    for i in 0..5 {
+        let search = SearchPerformed {
+            session_id: session,
+            user_id: None,
+            query: "boots".into(),
+            category: None,
+            results_count: 3,
+        };
+        sent.push(Envelope::new("/it", search).with_time(last - chrono::Duration::seconds(i)));
+    }
+    produce(&k, &sent).await;
+    let p = EventProducer::new(&k).unwrap();
+    let topic = k.topic_names().name(events::Topic::Clickstream);
+    // A search's headers over a payload no contract decodes: not wanted, so never decoded.
+    p.send_raw(
+        &topic,
+        Some(session.to_string().as_bytes()),
+        Some(b"{not json"),
+        ingest::kafka::envelope_headers(&sent[4]),
+    )
+    .await
+    .unwrap();
+    // No headers at all: the type is unknown, so it is decoded and dead-lettered.
+    p.send_raw(
+        &topic,
+        Some(session.to_string().as_bytes()),
+        Some(b"{}"),
+        OwnedHeaders::new(),
+    )
+    .await
+    .unwrap();
+
+    let (views, others) = Default::default();
+    let processor = ViewsOnly {
+        views: std::sync::Arc::clone(&views),
+        others: std::sync::Arc::clone(&others),
+    };
+    let cfg = engine_cfg(&k);
+    let group = cfg.group("views-only");
+    let bound = cfg.watermark_bound.as_millis() as i64;
+    let r = engine::run(processor, pool.clone(), cfg, std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!((views.load(Relaxed), others.load(Relaxed)), (3, 0), "{r:?}");
+    assert_eq!(
+        (r.processed, r.filtered, r.dead_lettered),
+        (9, 6, 1),
+        "{r:?}"
+    );
+    let wm: Option<i64> =
+        sqlx::query_scalar("SELECT max(watermark) FROM streams.checkpoints WHERE processor = $1")
+            .bind(&group)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        wm,
+        Some(last.timestamp_millis() - bound),
+        "the searches' times moved the clock"
+    );
+    cleanup(&k).await;
+}
