@@ -308,6 +308,8 @@ pub async fn register_with(
     if let Some(hot) = hot {
         live = live.with_hot(hot);
     }
+    // A table registered again (a model rebuilt within one build) replaces the old provider.
+    let _ = provider.deregister_table(name)?;
     provider.register_table(name.to_owned(), Arc::new(live))?;
     Ok(())
 }

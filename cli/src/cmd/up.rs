@@ -82,8 +82,12 @@ pub async fn run(cfg: &Config, args: UpArgs) -> anyhow::Result<ExitCode> {
         Duration::from_secs(cfg.services.models_reload_secs.max(1)),
         stopped(stop_rx.clone()),
     ));
-    let app = services::router_with(state, &cfg.services, warehouse::http::router(sql.clone()))
-        .merge(ops::router(prometheus, readiness.clone()));
+    let app = services::router_with(
+        state.clone(),
+        &cfg.services,
+        warehouse::http::router(sql.clone()),
+    )
+    .merge(ops::router(prometheus, readiness.clone()));
     let server = tokio::spawn(ops::serve(cfg.http.addr, app, stopped(stop_rx.clone())));
     let upkeep = tokio::spawn(services::upkeep(
         pool.clone(),
@@ -115,7 +119,7 @@ pub async fn run(cfg: &Config, args: UpArgs) -> anyhow::Result<ExitCode> {
         let rows = hot_task.await?.context("warehouse hot tier")?;
         Ok(format!("warehouse hot tier read {rows} rows"))
     }));
-    tasks_warehouse(cfg, &lake, sql, &stop_rx, &mut tasks);
+    tasks_warehouse(cfg, &lake, sql, state, &stop_rx, &mut tasks);
     {
         // A first fraud model when the registry has none (processors follow promotions).
         let cfg = cfg.clone();
@@ -258,6 +262,7 @@ fn tasks_warehouse(
     cfg: &Config,
     lake: &warehouse::Lake,
     sql: Arc<warehouse::sql::SqlEngine>,
+    app: services::AppState,
     stop: &watch::Receiver<bool>,
     tasks: &mut Vec<Task>,
 ) {
@@ -304,7 +309,7 @@ fn tasks_warehouse(
     let (addr, mut s) = (cfg.warehouse.pg_addr.clone(), stop.clone());
     tasks.push(tokio::spawn(async move {
         tokio::select! {
-            r = warehouse::pgwire::serve(sql, &addr) => r.context("warehouse SQL over the PostgreSQL protocol")?,
+            r = warehouse::pgwire::serve(sql, &addr, app) => r.context("warehouse SQL over the PostgreSQL protocol")?,
             _ = s.wait_for(|v| *v) => {}
         }
         Ok(String::new())

@@ -32,9 +32,10 @@ pub enum WarehouseCommand {
         #[arg(long, value_name = "SECONDS")]
         until_idle: Option<u64>,
     },
-    /// Build silver (only the dates whose bronze changed) and every gold model.
+    /// Build silver (only the dates whose bronze changed) and gold (facts and daily models:
+    /// only the dates those changes affect; dimensions and scores: when what they read changed).
     Build {
-        /// Re-derive every date of silver, not only the changed ones.
+        /// Re-derive every date of silver and every gold model whole.
         #[arg(long)]
         full: bool,
     },
@@ -53,7 +54,10 @@ pub enum WarehouseCommand {
         format: OutFormat,
     },
     /// Serve SQL over the PostgreSQL wire protocol (`warehouse.pg_addr`) until Ctrl-C, with
-    /// the hot tier (the last minutes, read live from Kafka) under the bronze tables.
+    /// the hot tier (the last minutes, read live from Kafka) under the bronze tables. Clients
+    /// sign in with an access token as the password (`POST /v1/auth/login`) of an account with
+    /// the analyst, fraud_analyst or admin role (`shopstream grant`); checked against the
+    /// auth database, so PostgreSQL must be up.
     Serve,
     /// Register an outside Parquet, CSV or Delta data set as `ext.<name>` for joins.
     Attach {
@@ -161,8 +165,11 @@ pub async fn run(cfg: &Config, cmd: WarehouseCommand) -> anyhow::Result<ExitCode
                 println!("silver  {family:<14} {dates} date(s) re-derived");
             }
             println!("silver  {} rows written", report.silver_rows);
-            for (model, rows) in &report.gold {
-                println!("gold    {model:<20} {rows} rows");
+            for g in &report.gold {
+                match g.scope {
+                    models::Scope::Unchanged => println!("gold    {:<20} {}", g.model, g.scope),
+                    _ => println!("gold    {:<20} {}, {} rows", g.model, g.scope, g.rows),
+                }
             }
             println!("built in {:.1} s", started.elapsed().as_secs_f64());
             Ok(ExitCode::SUCCESS)
@@ -255,10 +262,19 @@ pub async fn run(cfg: &Config, cmd: WarehouseCommand) -> anyhow::Result<ExitCode
                 .await
                 .context("hot tier (is Kafka up?)")?;
             let engine = SqlEngine::open_with_hot(lake, &cfg.warehouse, Some(hot)).await?;
+            // Sign-in checks access tokens against the auth service's sessions.
+            let pool = crate::cmd::platform::connect_db(cfg)
+                .await
+                .context("the auth database (sign-in checks sessions there)")?;
+            let app = services::AppState::new(pool, &cfg.services);
             let addr = cfg.warehouse.pg_addr.clone();
-            println!("psql -h {} -p {} -U analyst", host(&addr), port(&addr));
+            println!(
+                "PGPASSWORD=<access token> psql -h {} -p {} -U <you>",
+                host(&addr),
+                port(&addr)
+            );
             tokio::select! {
-                r = warehouse::pgwire::serve(engine, &addr) => r.context("pg server")?,
+                r = warehouse::pgwire::serve(engine, &addr, app) => r.context("pg server")?,
                 _ = wait_for_signal(None) => {}
             }
             Ok(ExitCode::SUCCESS)

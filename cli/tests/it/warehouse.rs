@@ -11,7 +11,8 @@ use events::Event;
 use ingest::simulate::{Generator, SimConfig};
 
 use super::{
-    brokers, free_port, kcat_consume, shopstream, text, unique_prefix, warehouse_dir, warehouse_sql,
+    brokers, free_port, kcat_consume, private_database, shopstream, text, unique_prefix,
+    warehouse_dir, warehouse_sql,
 };
 
 fn family(e: &events::Envelope) -> String {
@@ -328,8 +329,10 @@ async fn the_warehouse_loads_exactly_once_through_a_sigkill_and_its_models_match
         text(&out)
     );
 
-    // psql over the PostgreSQL protocol: \dt lists the models, queries run, writes are refused,
-    // a query past the time limit is cancelled.
+    // psql over the PostgreSQL protocol: clients sign in with an access token of a live session
+    // with a SQL role; \dt lists the models, queries run, writes are refused, a query past the
+    // time limit is cancelled.
+    let db = private_database().await;
     let pg_port = free_port();
     let pg_addr = format!("127.0.0.1:{pg_port}");
     let mut server = {
@@ -337,6 +340,7 @@ async fn the_warehouse_loads_exactly_once_through_a_sigkill_and_its_models_match
         c.args(["warehouse", "serve"])
             .env("SHOPSTREAM_WAREHOUSE_PG_ADDR", &pg_addr)
             .env("SHOPSTREAM_WAREHOUSE_QUERY_TIMEOUT_SECS", "2")
+            .env("SHOPSTREAM_DATABASE_URL", &db)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         for (k, v) in env {
@@ -349,7 +353,37 @@ async fn the_warehouse_loads_exactly_once_through_a_sigkill_and_its_models_match
         assert!(Instant::now() < deadline, "the pg server never listened");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let psql = |sql: &str| {
+    // Accounts and sessions as the auth service makes them (the server has migrated the
+    // database by the time it listens), tokens signed with the configured secret.
+    let pool = sqlx::PgPool::connect(&db).await.unwrap();
+    let keys = services::auth::tokens::TokenKeys::new(
+        services::app::DEV_JWT_SECRET.as_bytes(),
+        Duration::from_secs(900),
+        Duration::from_secs(3600),
+    );
+    let token_for = async |role: events::domain::users::Role| {
+        let (user, session) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        sqlx::query(
+            "INSERT INTO auth.users (id, email, password_hash, display_name, country) \
+             VALUES ($1, $2, 'x', 'Tester', 'DE')",
+        )
+        .bind(user)
+        .bind(format!("{user}@test.invalid"))
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO auth.sessions (id, user_id, ip) VALUES ($1, $2, '127.0.0.1')")
+            .bind(session)
+            .bind(user)
+            .execute(&pool)
+            .await
+            .unwrap();
+        (keys.issue_access(user, session, &[role]), user, session)
+    };
+    let (analyst, analyst_user, analyst_session) =
+        token_for(events::domain::users::Role::Analyst).await;
+    let (customer, _, _) = token_for(events::domain::users::Role::Customer).await;
+    let psql_as = |password: &str, sql: &str| {
         Command::new("psql")
             .args([
                 "-h",
@@ -357,15 +391,30 @@ async fn the_warehouse_loads_exactly_once_through_a_sigkill_and_its_models_match
                 "-p",
                 &pg_port.to_string(),
                 "-U",
-                "analyst",
+                "ada",
+                "-w",
                 "-At",
                 "-c",
                 sql,
             ])
             .env("PGCONNECT_TIMEOUT", "10")
+            .env("PGPASSWORD", password)
             .output()
             .unwrap()
     };
+    let psql = |sql: &str| psql_as(&analyst, sql);
+    let out = psql_as("not-a-token", "SELECT 1");
+    assert!(
+        !out.status.success() && text(&out).contains("access token"),
+        "{}",
+        text(&out)
+    );
+    let out = psql_as(&customer, "SELECT 1");
+    assert!(
+        !out.status.success() && text(&out).contains("analyst, fraud_analyst or admin"),
+        "{}",
+        text(&out)
+    );
     let out = psql("SELECT sum(orders) FROM daily_revenue");
     assert!(out.status.success(), "{}", text(&out));
     let want: i64 = revenue.values().map(|v| v.0).sum();
@@ -393,6 +442,28 @@ async fn the_warehouse_loads_exactly_once_through_a_sigkill_and_its_models_match
         "{:?}",
         started.elapsed()
     );
+    // Audited under the signed-in user.
+    let audit = std::fs::read_to_string(std::path::Path::new(&lake).join("audit.jsonl")).unwrap();
+    assert!(audit.contains(&format!("pg:{analyst_user}@")), "{audit}");
+    // A logout (the session revoked) cuts new sign-ins.
+    sqlx::query("UPDATE auth.sessions SET revoked_at = now() WHERE id = $1")
+        .bind(analyst_session)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = psql("SELECT 1");
+        if !out.status.success() {
+            assert!(text(&out).contains("session revoked"), "{}", text(&out));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a revoked session still signs in"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     server.kill().unwrap();
     server.wait().unwrap();
 

@@ -52,26 +52,32 @@ where
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| Problem::unauthorized("missing bearer token"))?;
-        let claims = app.tokens.verify_access(token).map_err(|e| match e {
-            TokenError::Expired => Problem::unauthorized("access token expired"),
-            TokenError::Invalid => Problem::unauthorized("invalid access token"),
-        })?;
-        if !app.sessions.is_live(claims.sid) {
-            let generation = app.sessions.generation();
-            let live: Option<bool> =
-                sqlx::query_scalar("SELECT revoked_at IS NULL FROM auth.sessions WHERE id = $1")
-                    .bind(claims.sid)
-                    .fetch_optional(&app.pool)
-                    .await?;
-            if live != Some(true) {
-                return Err(Problem::unauthorized("session revoked"));
-            }
-            app.sessions.remember(claims.sid, generation);
-        }
-        Ok(AuthUser {
-            user_id: claims.sub,
-            session_id: claims.sid,
-            roles: claims.roles,
-        })
+        authenticate(&app, token).await
     }
+}
+
+/// The user of an access token: valid, unexpired, and of a session not revoked. Other
+/// front ends than HTTP (the warehouse's PostgreSQL protocol) sign in with it too.
+pub async fn authenticate(app: &AppState, token: &str) -> Result<AuthUser, Problem> {
+    let claims = app.tokens.verify_access(token).map_err(|e| match e {
+        TokenError::Expired => Problem::unauthorized("access token expired"),
+        TokenError::Invalid => Problem::unauthorized("invalid access token"),
+    })?;
+    if !app.sessions.is_live(claims.sid) {
+        let generation = app.sessions.generation();
+        let live: Option<bool> =
+            sqlx::query_scalar("SELECT revoked_at IS NULL FROM auth.sessions WHERE id = $1")
+                .bind(claims.sid)
+                .fetch_optional(&app.pool)
+                .await?;
+        if live != Some(true) {
+            return Err(Problem::unauthorized("session revoked"));
+        }
+        app.sessions.remember(claims.sid, generation);
+    }
+    Ok(AuthUser {
+        user_id: claims.sub,
+        session_id: claims.sid,
+        roles: claims.roles,
+    })
 }

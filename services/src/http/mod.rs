@@ -8,7 +8,7 @@ pub mod ops;
 pub mod pagination;
 pub mod problem;
 
-pub use auth::{AuthUser, require_role};
+pub use auth::{AuthUser, authenticate, require_role};
 pub use extract::{ApiJson, ClientIp};
 pub use problem::{FieldError, Problem};
 

@@ -4,5 +4,5 @@ SELECT order_date, currency,
        sum(total_minor) AS revenue_minor,
        count(DISTINCT customer_id) AS customers
 FROM gold.fact_orders
-WHERE status = 'confirmed'
+WHERE status = 'confirmed' AND order_date {DATES}
 GROUP BY order_date, currency

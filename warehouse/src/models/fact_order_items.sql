@@ -5,6 +5,7 @@ WITH lines AS (
         SELECT o.order_id, o.placed_at, o.order_date, o.status, p.lines
         FROM gold.fact_orders o
         JOIN silver.order_placed_v1 p ON p.order_id = o.order_id AND p.event_time = o.placed_at
+        WHERE o.order_date {DATES} AND p.event_date {DATES}
     )
 )
 SELECT l.order_id, l.order_date, l.placed_at, l.status,

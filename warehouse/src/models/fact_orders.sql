@@ -12,6 +12,7 @@ cancelled AS (
 placed AS (
     SELECT *, row_number() OVER (PARTITION BY order_id ORDER BY event_time) AS rn
     FROM silver.order_placed_v1
+    WHERE event_date {DATES}
 )
 SELECT p.order_id, p.customer_id,
        p.event_time AS placed_at, p.event_date AS order_date,

@@ -1,15 +1,15 @@
 -- The funnel per day: sessions that viewed a product, sessions that added to cart, sessions
 -- that started checkout, orders placed and orders paid (confirmed).
 WITH views AS (
-    SELECT event_date AS day, count(DISTINCT session_id) AS n FROM silver.product_viewed_v1 GROUP BY 1
+    SELECT event_date AS day, count(DISTINCT session_id) AS n FROM silver.product_viewed_v1 WHERE event_date {DATES} GROUP BY 1
 ), carts AS (
-    SELECT event_date AS day, count(DISTINCT session_id) AS n FROM silver.cart_item_added_v1 GROUP BY 1
+    SELECT event_date AS day, count(DISTINCT session_id) AS n FROM silver.cart_item_added_v1 WHERE event_date {DATES} GROUP BY 1
 ), checkouts AS (
-    SELECT event_date AS day, count(DISTINCT session_id) AS n FROM silver.checkout_started_v1 GROUP BY 1
+    SELECT event_date AS day, count(DISTINCT session_id) AS n FROM silver.checkout_started_v1 WHERE event_date {DATES} GROUP BY 1
 ), orders AS (
     SELECT order_date AS day, count(*) AS placed,
            sum(CASE WHEN status = 'confirmed' THEN 1 ELSE 0 END) AS paid
-    FROM gold.fact_orders GROUP BY 1
+    FROM gold.fact_orders WHERE order_date {DATES} GROUP BY 1
 ), days AS (
     SELECT day FROM views UNION SELECT day FROM carts UNION SELECT day FROM checkouts
     UNION SELECT day FROM orders

@@ -6,5 +6,5 @@ SELECT vendor_id, order_date, currency,
        sum(line_total_minor) AS gross_minor,
        sum(line_total_minor) * {COMMISSION_BPS} / 10000 AS commission_minor
 FROM gold.fact_order_items
-WHERE status = 'confirmed' AND vendor_id IS NOT NULL
+WHERE status = 'confirmed' AND vendor_id IS NOT NULL AND order_date {DATES}
 GROUP BY vendor_id, order_date, currency

@@ -4,7 +4,6 @@
 //! built into silver and gold, queried through the analysts' SQL engine.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -474,40 +473,190 @@ async fn a_query_past_its_time_limit_is_cancelled_in_execution() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Every gold table, sorted, as text.
+async fn gold_snapshot(e: &SqlEngine) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    for m in models::GOLD {
+        let r = e
+            .query(
+                &format!("SELECT * FROM {} ORDER BY 1, 2, 3", m.name),
+                "t",
+                Access::Analyst,
+            )
+            .await
+            .unwrap();
+        let text = datafusion::arrow::util::pretty::pretty_format_batches(&r.batches)
+            .unwrap()
+            .to_string();
+        out.push((m.name, text));
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rebuild_changes_nothing() {
     let (lake, dir) = built_lake().await;
     let engine = SqlEngine::open(lake.clone(), &WarehouseConfig::default())
         .await
         .unwrap();
-    let snapshot = |e: Arc<SqlEngine>| async move {
-        let mut out = Vec::new();
-        for m in models::GOLD {
-            let r = e
-                .query(
-                    &format!("SELECT * FROM {} ORDER BY 1, 2, 3", m.name),
-                    "t",
-                    Access::Analyst,
-                )
-                .await
-                .unwrap();
-            let text = datafusion::arrow::util::pretty::pretty_format_batches(&r.batches)
-                .unwrap()
-                .to_string();
-            out.push((m.name, text));
-        }
-        out
-    };
-    let before = snapshot(engine.clone()).await;
+    let before = gold_snapshot(&engine).await;
     let again = models::build(&lake, false).await.unwrap();
     assert!(again.silver_dates.iter().all(|(_, n)| *n == 0), "{again:?}");
+    assert!(
+        again
+            .gold
+            .iter()
+            .all(|g| g.scope == models::Scope::Unchanged),
+        "{again:?}"
+    );
     assert_eq!(
-        snapshot(engine.clone()).await,
+        gold_snapshot(&engine).await,
         before,
         "an incremental build with nothing new"
     );
     models::build(&lake, true).await.unwrap();
-    assert_eq!(snapshot(engine).await, before, "a full rebuild");
+    assert_eq!(gold_snapshot(&engine).await, before, "a full rebuild");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Gold recomputes only the dates a change reaches: an order placed on day 4 and confirmed
+/// on day 5 changes day 4's rows; a product's new category (day 3) changes the lines ordered
+/// from day 3 on; days 1 and 2 are left alone. The result equals a full rebuild.
+#[tokio::test(flavor = "multi_thread")]
+async fn gold_recomputes_only_the_dates_a_change_reaches() {
+    let (lake, dir) = built_lake().await;
+    let day = |d: u32| warehouse::bronze::date32(at(d, 0));
+    let scope = |r: &models::BuildReport, m: &str| {
+        r.gold
+            .iter()
+            .find(|g| g.model == m)
+            .unwrap_or_else(|| panic!("{m} not in {r:?}"))
+            .scope
+            .clone()
+    };
+    use models::Scope::{Dates, Unchanged, Whole};
+
+    bronze::append(&lake, &[order(60, 305, 1, at(4, 9), &[(101, 1, 1200)], 0)])
+        .await
+        .unwrap();
+    let r = models::build(&lake, false).await.unwrap();
+    assert_eq!(scope(&r, "fact_orders"), Dates(vec![day(4)]), "{r:?}");
+    assert_eq!(scope(&r, "fact_payments"), Unchanged, "{r:?}");
+    assert_eq!(scope(&r, "dim_product"), Unchanged, "{r:?}");
+
+    bronze::append(
+        &lake,
+        &[
+            confirmed(61, 305, 1, at(5, 9), 1200),
+            ev(
+                62,
+                at(3, 0),
+                "product.updated.v1",
+                json!({"product_id": id(102), "sku": "SKU-102", "title": null, "category": "games", "status": null, "attributes": null}),
+            ),
+        ],
+    )
+    .await
+    .unwrap();
+    let r = models::build(&lake, false).await.unwrap();
+    // The confirmation is on day 5, the order's row on day 4.
+    assert_eq!(scope(&r, "fact_orders"), Dates(vec![day(4)]), "{r:?}");
+    assert_eq!(scope(&r, "daily_revenue"), Dates(vec![day(4)]), "{r:?}");
+    assert_eq!(scope(&r, "funnel_daily"), Dates(vec![day(4)]), "{r:?}");
+    // The product change reaches the lines of days 3 (order 304) and 4 (order 305).
+    assert_eq!(scope(&r, "dim_product"), Whole, "{r:?}");
+    assert_eq!(
+        scope(&r, "fact_order_items"),
+        Dates(vec![day(3), day(4)]),
+        "{r:?}"
+    );
+    assert_eq!(
+        scope(&r, "vendor_commissions"),
+        Dates(vec![day(3), day(4)]),
+        "{r:?}"
+    );
+    assert_eq!(scope(&r, "fact_page_views"), Unchanged, "{r:?}");
+    assert_eq!(scope(&r, "dim_customer"), Unchanged, "{r:?}");
+    assert_eq!(scope(&r, "cohort_retention"), Whole, "{r:?}");
+
+    let engine = SqlEngine::open(lake.clone(), &WarehouseConfig::default())
+        .await
+        .unwrap();
+    let one = |sql: &'static str| {
+        let e = engine.clone();
+        async move {
+            let r = e.query(sql, "t", Access::Analyst).await.unwrap();
+            let b = &r.batches[0];
+            (0..b.num_columns())
+                .map(|c| array_value_to_string(b.column(c), 0).unwrap())
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+    };
+    assert_eq!(
+        one("SELECT status, CAST(order_date AS VARCHAR) FROM fact_orders WHERE total_minor = 1200 AND order_date = DATE '2026-11-04'").await,
+        "confirmed 2026-11-04"
+    );
+    assert_eq!(
+        one("SELECT category FROM fact_order_items WHERE order_date = DATE '2026-11-03' AND sku = 'SKU-102'").await,
+        "games"
+    );
+    // Before the change (day 1) the toy was still a toy.
+    assert_eq!(
+        one("SELECT category FROM fact_order_items WHERE order_date = DATE '2026-11-01' AND sku = 'SKU-102'").await,
+        "toys"
+    );
+    let incremental = gold_snapshot(&engine).await;
+    let full = models::build(&lake, true).await.unwrap();
+    assert!(full.gold.iter().all(|g| g.scope == Whole), "{full:?}");
+    assert_eq!(gold_snapshot(&engine).await, incremental);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A crash after silver but before gold leaves the changed dates owed: the next build still
+/// brings gold up to date.
+#[tokio::test(flavor = "multi_thread")]
+async fn gold_catches_up_after_a_build_that_stopped_before_it() {
+    let (lake, dir) = built_lake().await;
+    bronze::append(&lake, &[order(60, 305, 1, at(4, 9), &[(101, 1, 1200)], 0)])
+        .await
+        .unwrap();
+    // Make gold fail after silver is done: a file where fact_orders' log should be.
+    let log = lake.path(Layer::Gold, "fact_orders").join("_delta_log");
+    let aside = log.with_file_name("_delta_log.aside");
+    std::fs::rename(&log, &aside).unwrap();
+    std::fs::write(&log, b"not a directory").unwrap();
+    let failed = models::build(&lake, false).await;
+    assert!(failed.is_err(), "{failed:?}");
+    std::fs::remove_file(&log).unwrap();
+    std::fs::rename(&aside, &log).unwrap();
+
+    let r = models::build(&lake, false).await.unwrap();
+    assert!(
+        r.silver_dates.iter().all(|(_, n)| *n == 0),
+        "silver was done: {r:?}"
+    );
+    let orders = r.gold.iter().find(|g| g.model == "fact_orders").unwrap();
+    assert_eq!(
+        orders.scope,
+        models::Scope::Dates(vec![warehouse::bronze::date32(at(4, 0))]),
+        "{r:?}"
+    );
+    let engine = SqlEngine::open(lake, &WarehouseConfig::default())
+        .await
+        .unwrap();
+    let r = engine
+        .query(
+            "SELECT count(*) FROM fact_orders WHERE order_date = DATE '2026-11-04'",
+            "t",
+            Access::Analyst,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        array_value_to_string(r.batches[0].column(0), 0).unwrap(),
+        "1"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
