@@ -30,8 +30,8 @@ pub enum BenchCommand {
     /// alert-in-review-queue latency p50/p99 (targets: >= 500K, >= 100K ev/s/core, p99 <
     /// 250 ms). Private database and topics, removed afterwards; build with --release.
     Streams(crate::cmd::bench_streams::StreamsArgs),
-    /// The warehouse: loader events/s, freshness event -> visible in SQL (p99), and an
-    /// analyst query set over >= 10M order lines timed against DuckDB on the same Parquet
+    /// The warehouse: loader events/s, freshness event -> visible in SQL (p99), the model
+    /// build full and incremental, and an analyst query set over >= 10M order lines timed against DuckDB on the same Parquet
     /// files (targets: >= 200K events/s, p99 < 5 s, ratio <= 1.0). Private topics and lake,
     /// removed afterwards; build with --release.
     Warehouse(crate::cmd::bench_warehouse::WarehouseArgs),

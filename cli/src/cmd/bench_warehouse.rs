@@ -1,5 +1,5 @@
-//! `shopstream bench warehouse`: the loader's events/s, freshness event → visible in SQL, and
-//! an analyst query set over a gold-shaped order-lines table timed in DataFusion and in DuckDB
+//! `shopstream bench warehouse`: the loader's events/s, freshness event → visible in SQL, the
+//! model build in full and incrementally after newer events, and an analyst query set over a gold-shaped order-lines table timed in DataFusion and in DuckDB
 //! reading the same Parquet files in the same run, and on Ballista (standalone) with its answers
 //! checked against DataFusion's. Private topics and a private lake under the
 //! temp dir, removed afterwards. Prints a table; not a test.
@@ -37,6 +37,13 @@ pub struct WarehouseArgs {
     /// Seconds of the freshness probe (one event every 100 ms while the loader runs live).
     #[arg(long, default_value_t = 20)]
     freshness_secs: u64,
+    /// Simulator events (spread over several days) built into silver and gold, first in full,
+    /// then incrementally after `--late-events` more arrive (0 skips it).
+    #[arg(long, default_value_t = 1_000_000)]
+    build_events: usize,
+    /// Events that arrive between the full and the incremental build.
+    #[arg(long, default_value_t = 20_000)]
+    late_events: usize,
     /// Order lines of the analyst query set (0 skips it).
     #[arg(long, default_value_t = 10_000_000)]
     order_lines: usize,
@@ -195,7 +202,12 @@ async fn bench(cfg: &Config, args: &WarehouseArgs, lake: &Lake) -> anyhow::Resul
         }
     }
 
-    // 3. The analyst query set, DataFusion vs DuckDB on the same files.
+    // 3. Model builds: full, then incremental after a trickle of newer events.
+    if args.build_events > 0 {
+        figures.extend(bench_build(lake, args).await?);
+    }
+
+    // 4. The analyst query set, DataFusion vs DuckDB on the same files.
     if args.order_lines > 0 {
         eprintln!("writing {} order lines ...", args.order_lines);
         let table = write_order_lines(lake, args.order_lines).await?;
@@ -287,6 +299,78 @@ async fn bench(cfg: &Config, args: &WarehouseArgs, lake: &Lake) -> anyhow::Resul
         println!("{m:<42} {f:<70} {t}");
     }
     Ok(())
+}
+
+/// `warehouse build` on a private lake: simulator traffic over several days landed in bronze
+/// directly (the loader is measured above), built in full, then `late_events` newer events
+/// and an incremental build, which should redo only the last days.
+async fn bench_build(
+    lake: &Lake,
+    args: &WarehouseArgs,
+) -> anyhow::Result<Vec<(String, String, String)>> {
+    use warehouse::models::{self, Scope};
+    let lake = Lake::new(lake.root().join("build"));
+    // ~10 events a session: 0.2 sessions/s spreads a million events over about six days.
+    let mut generator = Generator::new(SimConfig {
+        sessions_per_sec: 0.2,
+        ..SimConfig::default()
+    });
+    eprintln!(
+        "model builds: landing {} simulator events in bronze ...",
+        args.build_events
+    );
+    let mut left = args.build_events;
+    while left > 0 {
+        let chunk: Vec<Envelope> = generator.by_ref().take(left.min(100_000)).collect();
+        left -= chunk.len();
+        warehouse::bronze::append(&lake, &chunk).await?;
+    }
+    eprintln!("full build ...");
+    let t = Instant::now();
+    let full = models::build(&lake, true).await?;
+    let full_secs = t.elapsed().as_secs_f64();
+    let dates = full.silver_dates.iter().map(|(_, n)| *n).max().unwrap_or(0);
+    let late: Vec<Envelope> = generator.by_ref().take(args.late_events).collect();
+    warehouse::bronze::append(&lake, &late).await?;
+    eprintln!("incremental build after {} more events ...", late.len());
+    let t = Instant::now();
+    let inc = models::build(&lake, false).await?;
+    let inc_secs = t.elapsed().as_secs_f64();
+    let redone = inc.silver_dates.iter().map(|(_, n)| *n).max().unwrap_or(0);
+    let facts = inc
+        .gold
+        .iter()
+        .find(|g| g.model == "fact_order_items")
+        .map(|g| match &g.scope {
+            Scope::Dates(d) => format!("{} of its dates", d.len()),
+            other => other.to_string(),
+        })
+        .unwrap_or_default();
+    let lines: u64 = full
+        .gold
+        .iter()
+        .find(|g| g.model == "fact_order_items")
+        .map_or(0, |g| g.rows);
+    Ok(vec![
+        (
+            "warehouse build --full".into(),
+            format!(
+                "{full_secs:.1} s ({} events over {dates} days, {lines} order lines)",
+                args.build_events
+            ),
+            "(no target)".into(),
+        ),
+        (
+            "warehouse build, incremental".into(),
+            format!(
+                "{inc_secs:.1} s after {} newer events ({redone} silver days redone, \
+                 fact_order_items {facts}), {:.0} % of the full build",
+                late.len(),
+                100.0 * inc_secs / full_secs.max(1e-9)
+            ),
+            "(no target: less than full)".into(),
+        ),
+    ])
 }
 
 /// Whether two answers hold the same rows, in any order (values as text; fractions to 9
