@@ -310,7 +310,7 @@ async fn bench_build(
 ) -> anyhow::Result<Vec<(String, String, String)>> {
     use warehouse::models::{self, Scope};
     let lake = Lake::new(lake.root().join("build"));
-    // ~10 events a session: 0.2 sessions/s spreads a million events over about six days.
+    // 0.2 sessions a (simulated) second spreads a million events over about twelve days.
     let mut generator = Generator::new(SimConfig {
         sessions_per_sec: 0.2,
         ..SimConfig::default()
