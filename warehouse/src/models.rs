@@ -24,7 +24,7 @@ use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{DataType, Date32Type, Field, Fields, Schema, SchemaRef};
 use datafusion::arrow::json::ReaderBuilder;
-use datafusion::prelude::{SessionContext, col, lit};
+use datafusion::prelude::{Expr, SessionContext, col, lit};
 use datafusion::scalar::ScalarValue;
 use deltalake::protocol::SaveMode;
 use serde::{Deserialize, Serialize};
@@ -211,15 +211,11 @@ async fn build_silver(
     family: &str,
     dates: &[i32],
 ) -> Result<u64, WarehouseError> {
-    let in_list = dates
-        .iter()
-        .map(|d| format!("CAST({d} AS DATE)"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let keep = dates_predicate(Some(&Change::Dates(dates.iter().copied().collect())));
     let batches = ctx
         .sql(&format!(
             "SELECT event_id, event_type, source, subject, event_time, {DATE_COLUMN}, payload \
-             FROM bronze.{family} WHERE {DATE_COLUMN} IN ({in_list}) \
+             FROM bronze.{family} WHERE {DATE_COLUMN} {keep} \
              ORDER BY kafka_partition, kafka_offset"
         ))
         .await?
@@ -268,17 +264,10 @@ async fn build_silver(
         let table = lake
             .open_or_create(Layer::Silver, &name, &schema, &[DATE_COLUMN])
             .await?;
-        let predicate = col(DATE_COLUMN).in_list(
-            dates
-                .iter()
-                .map(|d| lit(ScalarValue::Date32(Some(*d))))
-                .collect(),
-            false,
-        );
         table
             .write(vec![batch])
             .with_save_mode(SaveMode::Overwrite)
-            .with_replace_where(predicate)
+            .with_replace_where(dates_in(DATE_COLUMN, dates.iter()))
             .with_partition_columns([DATE_COLUMN])
             .await?;
     }
@@ -562,6 +551,14 @@ fn dates_predicate(change: Option<&Change>) -> String {
     }
 }
 
+/// `column IN (dates)` as an expression, for `replaceWhere`.
+fn dates_in<'a>(column: &str, dates: impl Iterator<Item = &'a i32>) -> Expr {
+    col(column).in_list(
+        dates.map(|d| lit(ScalarValue::Date32(Some(*d)))).collect(),
+        false,
+    )
+}
+
 /// Fills a query's `{IN:table}` and `{SINCE:t1,t2}` from `changes`.
 fn render_affects(query: &str, changes: &Changes) -> Result<String, WarehouseError> {
     let mut out = String::with_capacity(query.len());
@@ -712,14 +709,9 @@ async fn build_gold(
         let write = table.write(batches).with_save_mode(SaveMode::Overwrite);
         let (table, scope) = match (&change, &model.refresh) {
             (Change::Dates(dates), Refresh::Dates { column, .. }) => {
-                let predicate = col(*column).in_list(
-                    dates
-                        .iter()
-                        .map(|d| lit(ScalarValue::Date32(Some(*d))))
-                        .collect(),
-                    false,
-                );
-                let table = write.with_replace_where(predicate).await?;
+                let table = write
+                    .with_replace_where(dates_in(column, dates.iter()))
+                    .await?;
                 (table, Scope::Dates(dates.iter().copied().collect()))
             }
             _ => {

@@ -473,22 +473,20 @@ async fn a_query_past_its_time_limit_is_cancelled_in_execution() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// An analyst's query, its answer as a text table.
+async fn analyst_table(e: &SqlEngine, sql: &str) -> String {
+    let r = e.query(sql, "t", Access::Analyst).await.unwrap();
+    datafusion::arrow::util::pretty::pretty_format_batches(&r.batches)
+        .unwrap()
+        .to_string()
+}
+
 /// Every gold table, sorted, as text.
 async fn gold_snapshot(e: &SqlEngine) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
     for m in models::GOLD {
-        let r = e
-            .query(
-                &format!("SELECT * FROM {} ORDER BY 1, 2, 3", m.name),
-                "t",
-                Access::Analyst,
-            )
-            .await
-            .unwrap();
-        let text = datafusion::arrow::util::pretty::pretty_format_batches(&r.batches)
-            .unwrap()
-            .to_string();
-        out.push((m.name, text));
+        let sql = format!("SELECT * FROM {} ORDER BY 1, 2, 3", m.name);
+        out.push((m.name, analyst_table(e, &sql).await));
     }
     out
 }
@@ -862,17 +860,11 @@ async fn attached_outside_data_joins_the_models() {
     let engine = SqlEngine::open(lake, &WarehouseConfig::default())
         .await
         .unwrap();
-    let r = engine
-        .query(
-            "SELECT r.region, count(*) AS n FROM dim_customer c JOIN ext.regions r ON r.country = c.country GROUP BY r.region ORDER BY r.region",
-            "t",
-            Access::Analyst,
-        )
-        .await
-        .unwrap();
-    let text = datafusion::arrow::util::pretty::pretty_format_batches(&r.batches)
-        .unwrap()
-        .to_string();
+    let text = analyst_table(
+        &engine,
+        "SELECT r.region, count(*) AS n FROM dim_customer c JOIN ext.regions r ON r.country = c.country GROUP BY r.region ORDER BY r.region",
+    )
+    .await;
     assert!(
         text.contains("| EU-central | 1 |") && text.contains("| EU-west    | 1 |"),
         "{text}"
