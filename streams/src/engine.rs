@@ -459,10 +459,18 @@ pub async fn run<P: Processor>(
         }
 
         // Watermarks: a shard follows its own partitions, and idle ones follow the rest.
+        settle_idle(&consumer, &mut clocks, now);
         let instance_wm = clocks.watermark(now, None);
         for shard in shards.values_mut() {
-            let own = clocks.watermark(now, Some(&shard.partitions));
-            let wm = own.max(instance_wm).unwrap_or(Millis::MIN);
+            // Without a clock of its own (every record so far was a replay below its
+            // checkpoint, or it is being sought back) a shard keeps its checkpointed
+            // watermark: taking the others' would make its next records late, though they
+            // are not. Otherwise the instance's watermark is the greater only when all of
+            // the shard's partitions are idle.
+            let Some(own) = clocks.watermark(now, Some(&shard.partitions)) else {
+                continue;
+            };
+            let wm = instance_wm.map_or(own, |i| own.max(i));
             if wm > shard.watermark {
                 shard.watermark = wm;
                 shard.dirty = true;
@@ -557,6 +565,35 @@ async fn flush_urgent(
     }
     out.urgent = false;
     Ok(())
+}
+
+/// Sorts the partitions that went quiet into idle ones (read to their end) and busy ones
+/// (records left that the consumer has not got to): only the idle may stop holding the
+/// watermark back, or a lagging partition's records would come late.
+fn settle_idle(consumer: &StreamConsumer, clocks: &mut Watermarks, now: Millis) {
+    let quiet = clocks.unconfirmed_idle(now);
+    if quiet.is_empty() {
+        return;
+    }
+    let position = consumer.position().ok();
+    for key in quiet {
+        let at = position
+            .as_ref()
+            .and_then(|l| l.find_partition(&key.0, key.1))
+            .map(|p| p.offset());
+        let high = consumer.fetch_watermarks(&key.0, key.1, Duration::from_secs(2));
+        match (at, high) {
+            // Not assigned here any more (a revoked shard awaiting its checkpoint): idle.
+            (None, _) => clocks.confirm_idle(&key),
+            (Some(Offset::Offset(o)), Ok((_, high))) if o >= high => clocks.confirm_idle(&key),
+            // Records left, a position not known yet, or no answer: keep waiting for it.
+            (Some(at), high) => {
+                tracing::debug!(topic = %key.0, partition = key.1, ?at, ?high,
+                    "a quiet partition still has records to read: it holds the watermark");
+                clocks.still_busy(&key, now);
+            }
+        }
+    }
 }
 
 /// Whether every assigned partition has been read to its end (tests and benches stop then).

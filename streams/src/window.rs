@@ -306,6 +306,8 @@ pub struct Watermarks {
 struct PartClock {
     max_ts: Millis,
     last_seen_wall: Millis,
+    /// Idle and checked to have nothing left to read (see [`Watermarks::unconfirmed_idle`]).
+    confirmed_idle: bool,
 }
 
 impl Watermarks {
@@ -323,6 +325,7 @@ impl Watermarks {
             Some(e) => {
                 e.max_ts = e.max_ts.max(ts);
                 e.last_seen_wall = now;
+                e.confirmed_idle = false;
             }
             None => {
                 self.parts.insert(
@@ -330,9 +333,37 @@ impl Watermarks {
                     PartClock {
                         max_ts: ts,
                         last_seen_wall: now,
+                        confirmed_idle: false,
                     },
                 );
             }
+        }
+    }
+
+    /// Partitions that went quiet for `idle_after` but are not yet known to have nothing
+    /// left: quiet is not idle when the consumer is busy elsewhere (a backlog after a
+    /// takeover, a slow machine). The caller checks each, then calls [`Self::still_busy`] or
+    /// [`Self::confirm_idle`].
+    pub fn unconfirmed_idle(&self, now: Millis) -> Vec<(String, i32)> {
+        self.parts
+            .iter()
+            .filter(|(_, p)| !p.confirmed_idle && now - p.last_seen_wall >= self.idle_after)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// The partition has records left to read: it keeps holding the watermark back for
+    /// another `idle_after`, though none of its records came.
+    pub fn still_busy(&mut self, partition: &(String, i32), now: Millis) {
+        if let Some(p) = self.parts.get_mut(partition) {
+            p.last_seen_wall = now;
+        }
+    }
+
+    /// The partition is read to its end: idle until its next record.
+    pub fn confirm_idle(&mut self, partition: &(String, i32)) {
+        if let Some(p) = self.parts.get_mut(partition) {
+            p.confirmed_idle = true;
         }
     }
 
@@ -556,5 +587,28 @@ mod tests {
         assert_eq!(wm.watermark(10_000, None), Some(19_900));
         let only = [("t".to_owned(), 1)];
         assert_eq!(wm.watermark(10_000, Some(&only)), Some(4_900));
+    }
+
+    #[test]
+    fn a_quiet_partition_with_records_left_keeps_holding_the_watermark() {
+        let mut wm = Watermarks::new(100, 1_000);
+        let (p0, p1) = (("t".to_owned(), 0), ("t".to_owned(), 1));
+        wm.observe(&p0, 10_000, 0);
+        wm.observe(&p1, 5_000, 0);
+        wm.observe(&p0, 20_000, 1_500);
+        assert_eq!(wm.unconfirmed_idle(1_500), vec![p1.clone()]);
+        // The consumer has not got to partition 1's backlog: it still holds the others back.
+        wm.still_busy(&p1, 1_500);
+        assert!(wm.unconfirmed_idle(1_500).is_empty());
+        assert_eq!(wm.watermark(1_600, None), Some(4_900));
+        // Read to its end, it lets go.
+        wm.observe(&p0, 21_000, 2_600);
+        assert_eq!(wm.unconfirmed_idle(2_600), vec![p1.clone()]);
+        wm.confirm_idle(&p1);
+        assert!(wm.unconfirmed_idle(3_000).is_empty());
+        assert_eq!(wm.watermark(2_600, None), Some(20_900));
+        // A new record makes it count again.
+        wm.observe(&p1, 6_000, 2_700);
+        assert_eq!(wm.watermark(2_700, None), Some(5_900));
     }
 }

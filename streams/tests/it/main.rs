@@ -353,6 +353,77 @@ async fn a_fenced_checkpoint_at_the_end_of_the_input_rereads_what_it_dropped(poo
     cleanup(&k).await;
 }
 
+/// Sets a consumer group's committed offsets of `topic` back to the start, as when the commit
+/// after a checkpoint was lost (it is asynchronous: a SIGKILL or a rebalance can drop it).
+fn lose_commits(cfg: &KafkaConfig, group: &str, topic: events::Topic) {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    let consumer: BaseConsumer = cfg.client_config().set("group.id", group).create().unwrap();
+    let name = cfg.topic_names().name(topic);
+    let md = consumer
+        .fetch_metadata(Some(&name), Duration::from_secs(10))
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition_offset(&name, p.id(), rdkafka::Offset::Offset(0))
+            .unwrap();
+    }
+    consumer.commit(&tpl, CommitMode::Sync).unwrap();
+}
+
+/// The group's committed offsets trail the checkpoints (a commit lost in a crash or a
+/// rebalance): the orders partitions are re-delivered from the start and skipped below their
+/// checkpoints, while the other topics' newer records move far ahead in event time. A shard
+/// that has seen no record of its own since must keep its watermark: taking the others'
+/// would fire its windows early and make its next records late, though its own partition
+/// never passed them (this lost orders in the two-instance SIGKILL test).
+#[sqlx::test(migrations = false)]
+async fn records_skipped_below_a_checkpoint_do_not_move_its_watermark(pool: PgPool) {
+    migrated(&pool).await;
+    let k = kafka().await;
+    let events: Vec<Envelope> = Generator::new(sim(13, 0.0)).take(40_000).collect();
+    let (first, second) = events.split_at(20_000);
+    let is_order = |e: &&Envelope| e.event.topic() == events::Topic::Orders;
+    let (orders, rest): (Vec<Envelope>, Vec<Envelope>) =
+        second.iter().cloned().partition(|e| is_order(&e));
+    assert!(!orders.is_empty());
+    let aggregator = || Aggregator::new(Products::load(&k).ok(), 0);
+    let run = || {
+        engine::run(
+            aggregator(),
+            pool.clone(),
+            engine_cfg(&k),
+            std::future::pending(),
+        )
+    };
+    produce(&k, first).await;
+    let r1 = run().await.unwrap();
+    assert!(r1.checkpoints > 0 && r1.late == 0, "{r1:?}");
+    lose_commits(
+        &k,
+        &engine_cfg(&k).group("aggregate"),
+        events::Topic::Orders,
+    );
+    // The other topics move on first (an outbox relay of orders that lags behind, say).
+    produce(&k, &rest).await;
+    let r2 = run().await.unwrap();
+    assert!(
+        r2.skipped_replayed > 0,
+        "the orders were re-delivered: {r2:?}"
+    );
+    assert_eq!(r2.late, 0, "{r2:?}");
+    produce(&k, &orders).await;
+    let r3 = run().await.unwrap();
+    assert_eq!(
+        r3.late, 0,
+        "the orders' own partitions never passed them: {r3:?}"
+    );
+    assert_eq!(
+        orders_per_minute(&pool).await,
+        truth_orders_per_minute(&events)
+    );
+    cleanup(&k).await;
+}
+
 fn detector(rules: Vec<streams::fraud::Rule>) -> FraudDetector {
     FraudDetector::new(rules, Model::builtin(), Thresholds::default())
 }
