@@ -168,15 +168,20 @@ impl Processor for Aggregator {
 
     fn new_state(&self) -> AggState {
         AggState {
-            minute: Windowed::new(WindowSpec::Tumbling { size: MINUTE }, self.lateness),
+            // The metric families are upserted at each checkpoint (`take_unsaved`); sessions
+            // only feed `minute` as they close.
+            minute: Windowed::new(WindowSpec::Tumbling { size: MINUTE }, self.lateness)
+                .keeping_unsaved(),
             top: Windowed::new(
                 WindowSpec::Hopping {
                     size: 5 * MINUTE,
                     slide: MINUTE,
                 },
                 self.lateness,
-            ),
-            funnel: Windowed::new(WindowSpec::Tumbling { size: 15 * MINUTE }, self.lateness),
+            )
+            .keeping_unsaved(),
+            funnel: Windowed::new(WindowSpec::Tumbling { size: 15 * MINUTE }, self.lateness)
+                .keeping_unsaved(),
             sessions: Windowed::new(WindowSpec::Session { gap: SESSION_GAP }, self.lateness),
             pending: BTreeMap::new(),
         }
@@ -333,7 +338,9 @@ impl Processor for Aggregator {
     }
 
     fn on_watermark(&mut self, st: &mut AggState, wm: Millis, out: &mut Out) {
-        // Closed sessions are counted in the minute they started.
+        // Closed sessions are counted in the minute they started. (A checkpoint from before
+        // keeping purged windows was opt-in kept every closed session: forget them.)
+        st.sessions.forget_unsaved();
         let closed = st.sessions.advance(wm);
         for s in closed.iter().filter(|s| s.last) {
             let mut late = false;

@@ -303,6 +303,9 @@ impl Processor for AnomalyDetector {
     }
 
     fn on_watermark(&mut self, st: &mut AnomalyState, wm: Millis, out: &mut Out) {
+        // Only what `advance` emits is used (a checkpoint from before keeping purged windows
+        // was opt-in kept every minute ever closed: forget them).
+        st.minute.forget_unsaved();
         let fired = st.minute.advance(wm);
         let mut by_minute: BTreeMap<Millis, BTreeMap<String, Sum>> = BTreeMap::new();
         for e in fired.into_iter().filter(|e| e.last) {

@@ -109,9 +109,31 @@ pub struct Windowed<K, A> {
     entries: BTreeMap<K, Vec<Slot<A>>>,
     /// Events routed late so far.
     pub late: u64,
-    /// Purged windows whose last values have not been taken by [`Windowed::take_unsaved`].
+    /// Purged windows whose last values have not been taken by [`Windowed::take_unsaved`]
+    /// (only when `keep_unsaved`).
     #[serde(default = "Vec::new")]
     flushed: Vec<(Window, K, A)>,
+    /// Whether purged windows wait in `flushed` for [`Windowed::take_unsaved`]: on for a
+    /// processor that upserts its windows into a sink at each checkpoint
+    /// ([`Windowed::keeping_unsaved`]). Off, a purged window is gone once `advance` has
+    /// emitted it: a processor that never takes them would pile every window it ever
+    /// purged into its checkpointed state. A checkpoint from before the flag kept them.
+    #[serde(default = "kept_before")]
+    keep_unsaved: bool,
+    /// Below this watermark [`Windowed::advance`] has nothing to do: the earliest end of a
+    /// window due for (re-)emission and the earliest purge, a lower bound kept by `add` and
+    /// made exact by each scan. Not checkpointed: a restored state scans at once. Without it
+    /// every advance (one per batch of records) walked the whole state.
+    #[serde(skip, default = "scan_at_once")]
+    next_due: Millis,
+}
+
+fn scan_at_once() -> Millis {
+    Millis::MIN
+}
+
+fn kept_before() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -135,6 +157,25 @@ impl<K: Ord + Clone, A: Default + Clone + Merge> Windowed<K, A> {
             entries: BTreeMap::new(),
             late: 0,
             flushed: Vec::new(),
+            keep_unsaved: false,
+            next_due: Millis::MAX,
+        }
+    }
+
+    /// Keeps purged windows until [`Windowed::take_unsaved`] takes them, so a sink sees each
+    /// window's last value even when it is purged between two checkpoints.
+    pub fn keeping_unsaved(mut self) -> Self {
+        self.keep_unsaved = true;
+        self
+    }
+
+    /// Stops keeping purged windows and forgets those kept: for a processor that only uses
+    /// what [`Windowed::advance`] emits, whose state may come from a checkpoint written
+    /// before keeping them became opt-in. Cheap once done.
+    pub fn forget_unsaved(&mut self) {
+        if self.keep_unsaved || !self.flushed.is_empty() {
+            self.keep_unsaved = false;
+            self.flushed = Vec::new();
         }
     }
 
@@ -188,10 +229,12 @@ impl<K: Ord + Clone, A: Default + Clone + Merge> Windowed<K, A> {
                         i += 1;
                     }
                 }
+                self.next_due = self.next_due.min(merged.window.end);
                 slots.push(merged);
             }
             _ => {
                 for w in windows {
+                    self.next_due = self.next_due.min(w.end);
                     match slots.iter_mut().find(|s| s.window == w) {
                         Some(s) => {
                             update(&mut s.value);
@@ -223,9 +266,14 @@ impl<K: Ord + Clone, A: Default + Clone + Merge> Windowed<K, A> {
             self.watermark = watermark;
         }
         let wm = self.watermark;
+        if wm < self.next_due {
+            return Vec::new();
+        }
         let lateness = self.allowed_lateness;
         let mut out = Vec::new();
         let flushed = &mut self.flushed;
+        let keep = self.keep_unsaved;
+        let mut next_due = Millis::MAX;
         self.entries.retain(|key, slots| {
             slots.retain_mut(|s| {
                 let due = s.window.end <= wm;
@@ -240,19 +288,29 @@ impl<K: Ord + Clone, A: Default + Clone + Merge> Windowed<K, A> {
                     s.fired = true;
                     s.dirty = false;
                 }
-                if purge && s.unsaved {
+                if purge && s.unsaved && keep {
                     flushed.push((s.window, key.clone(), s.value.clone()));
+                }
+                if !purge {
+                    let at = if s.dirty {
+                        s.window.end
+                    } else {
+                        s.window.end.saturating_add(lateness)
+                    };
+                    next_due = next_due.min(at);
                 }
                 !purge
             });
             !slots.is_empty()
         });
+        self.next_due = next_due;
         out.sort_by_key(|e| e.window);
         out
     }
 
-    /// Windows changed since the last call, open, fired or purged, with their current
-    /// values (for upserting results into a sink at a checkpoint).
+    /// Windows changed since the last call, open, fired or purged (purged ones only when
+    /// [`Windowed::keeping_unsaved`]), with their current values (for upserting results
+    /// into a sink at a checkpoint).
     pub fn take_unsaved(&mut self) -> Vec<(Window, K, A)> {
         let mut out = std::mem::take(&mut self.flushed);
         for (k, slots) in &mut self.entries {
@@ -393,7 +451,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    #[derive(Debug, Clone, Default, PartialEq)]
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
     struct Count(u64);
     impl Merge for Count {
         fn merge(&mut self, o: &Self) {
@@ -551,6 +609,75 @@ mod tests {
             prop_assert!(late.is_empty());
             prop_assert_eq!(finals(&out), brute_sessions(gap, &ts));
         }
+    }
+
+    /// `advance` skips the state while nothing is due, and a state restored from a
+    /// checkpoint (which does not keep when that is) still fires and purges on time.
+    #[test]
+    fn windows_fire_on_time_between_quiet_advances_and_after_a_restore() {
+        let spec = WindowSpec::Hopping { size: 10, slide: 5 };
+        let mut w: Windowed<u8, Count> = Windowed::new(spec, 3);
+        w.add(1, &0, |c| c.0 += 1);
+        w.add(7, &1, |c| c.0 += 1);
+        assert!(w.advance(4).is_empty());
+        let fired = w.advance(5);
+        assert_eq!(fired.len(), 1, "[-5, 5) holds the event at 1");
+        assert!(w.advance(6).is_empty(), "nothing changed, nothing due");
+        let json = serde_json::to_string(&w).unwrap();
+        let mut restored: Windowed<u8, Count> = serde_json::from_str(&json).unwrap();
+        // [-5, 5) purges at 8; [0, 10) fires at 10.
+        let purged = restored.advance(8);
+        assert_eq!(purged.len(), 1);
+        assert!(purged[0].last && purged[0].window == Window { start: -5, end: 5 });
+        assert!(restored.advance(9).is_empty());
+        let fired: Vec<_> = restored
+            .advance(10)
+            .into_iter()
+            .map(|e| (e.window.start, e.key, e.value.0))
+            .collect();
+        assert_eq!(fired, vec![(0, 0, 1), (0, 1, 1)]);
+        // Within lateness, an update to the fired [0, 10) re-emits at the next advance.
+        restored.add(8, &1, |c| c.0 += 1);
+        let again = restored.advance(11);
+        assert_eq!(again.len(), 1);
+        assert_eq!((again[0].key, again[0].value.0), (1, 2));
+    }
+
+    /// Purged windows wait for `take_unsaved` only when the owner takes them: otherwise a
+    /// processor that only uses what `advance` emits (top-N, sessions, anomaly minutes)
+    /// would keep every window it ever purged in its checkpointed state.
+    #[test]
+    fn purged_windows_are_kept_for_a_sink_only_when_asked() {
+        let spec = WindowSpec::Tumbling { size: 10 };
+        let feed = |w: &mut Windowed<u8, Count>| {
+            for t in 0..1_000 {
+                w.add(t * 10, &0, |c| c.0 += 1);
+                w.advance(t * 10);
+            }
+        };
+        let mut emitting: Windowed<u8, Count> = Windowed::new(spec, 0);
+        feed(&mut emitting);
+        assert_eq!(emitting.open_windows(), 1);
+        assert!(emitting.flushed.is_empty(), "nothing kept for a sink");
+        assert!(serde_json::to_string(&emitting).unwrap().len() < 300);
+        let mut sinking: Windowed<u8, Count> = Windowed::new(spec, 0).keeping_unsaved();
+        feed(&mut sinking);
+        let saved = sinking.take_unsaved();
+        assert_eq!(saved.len(), 1_000, "999 purged and the open one");
+        assert!(saved.iter().all(|(_, _, c)| *c == Count(1)));
+        assert!(sinking.take_unsaved().is_empty());
+        // A checkpoint written before keeping was opt-in restores as keeping (nothing a sink
+        // waits for is lost); an emit-only owner forgets them.
+        let mut old = serde_json::to_value(&sinking).unwrap();
+        old.as_object_mut().unwrap().remove("keep_unsaved");
+        let mut restored: Windowed<u8, Count> = serde_json::from_value(old).unwrap();
+        restored.add(10_000, &0, |c| c.0 += 1);
+        restored.advance(10_010);
+        assert_eq!(restored.flushed.len(), 1);
+        restored.forget_unsaved();
+        restored.add(10_010, &0, |c| c.0 += 1);
+        restored.advance(10_020);
+        assert!(restored.flushed.is_empty());
     }
 
     /// Allowed lateness: an event behind the watermark but within lateness updates its
