@@ -130,7 +130,7 @@ impl Envelope {
                 })
                 .transpose()
         };
-        let required = |i: usize| text(i)?.ok_or(DecodeError::MissingHeader(NAMES[i]));
+        let required = |i: usize| text(i)?.ok_or_else(|| DecodeError::MissingHeader(NAMES[i]));
 
         let spec = required(0)?;
         if spec != SPEC_VERSION {

@@ -29,10 +29,12 @@ use std::future::Future;
 use std::time::Duration;
 
 use events::{Envelope, Event, Topic, TopicNames};
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use ingest::kafka::{decode_message, envelope_headers, header_value};
 use ingest::{EventProducer, KafkaConfig, KafkaError, dlq};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{
+    CommitMode, Consumer, DefaultConsumerContext, MessageStream, StreamConsumer,
+};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
@@ -298,6 +300,9 @@ pub async fn run<P: Processor>(
     let mut last_record = Instant::now();
     // Partitions whose next records must be ignored until the consumer re-positions.
     let mut seeks = Seeks::default();
+    // One stream for the whole run: `recv` makes (and registers a waker for) a new one per
+    // record.
+    let mut stream = consumer.stream();
 
     loop {
         seeks.round += 1;
@@ -333,7 +338,7 @@ pub async fn run<P: Processor>(
             continue;
         }
 
-        let mut batch = poll_batch(&consumer, cfg.max_batch, &group).await?;
+        let mut batch = poll_batch(&mut stream, cfg.max_batch, &group).await?;
         if !batch.is_empty() {
             last_record = Instant::now();
         }
@@ -647,7 +652,7 @@ fn unwanted_event_time<P: Processor>(processor: &P, m: &BorrowedMessage<'_>) -> 
 /// Up to `max` records, borrowed from the consumer: copying them out (payload, key and each
 /// header) took about a fifth of a stateless processor's time.
 async fn poll_batch<'c>(
-    consumer: &'c StreamConsumer,
+    stream: &mut MessageStream<'c, DefaultConsumerContext>,
     max: usize,
     group: &str,
 ) -> Result<Vec<BorrowedMessage<'c>>, EngineError> {
@@ -655,13 +660,14 @@ async fn poll_batch<'c>(
     let mut until = Instant::now() + Duration::from_millis(100);
     loop {
         // A record already fetched is taken without arming a timer; only an empty queue waits.
-        let next = match consumer.recv().now_or_never() {
+        let next = match stream.next().now_or_never() {
             Some(r) => Ok(r),
-            None => tokio::time::timeout_at(until, consumer.recv()).await,
+            None => tokio::time::timeout_at(until, stream.next()).await,
         };
         match next {
             Err(_) => return Ok(out),
-            Ok(Ok(m)) => {
+            Ok(None) => unreachable!("a Kafka message stream never ends"),
+            Ok(Some(Ok(m))) => {
                 out.push(m);
                 if out.len() == 1 {
                     until = Instant::now() + Duration::from_millis(20);
@@ -670,10 +676,10 @@ async fn poll_batch<'c>(
                     return Ok(out);
                 }
             }
-            Ok(Err(e @ rdkafka::error::KafkaError::MessageConsumptionFatal(_))) => {
+            Ok(Some(Err(e @ rdkafka::error::KafkaError::MessageConsumptionFatal(_)))) => {
                 return Err(e.into());
             }
-            Ok(Err(e)) => {
+            Ok(Some(Err(e))) => {
                 tracing::warn!(%group, error = %e, "transient consume error, continuing");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 return Ok(out);

@@ -38,17 +38,24 @@ impl WindowSpec {
     /// The windows an event at `ts` belongs to, oldest first (for a session window: the
     /// single window `[ts, ts + gap)` before merging).
     pub fn assign(&self, ts: Millis) -> Vec<Window> {
+        let mut out = Vec::new();
+        self.assign_into(ts, &mut out);
+        out
+    }
+
+    /// [`WindowSpec::assign`] into a buffer the caller reuses (one event at a time, no
+    /// allocation).
+    pub fn assign_into(&self, ts: Millis, out: &mut Vec<Window>) {
         match *self {
             WindowSpec::Tumbling { size } => {
                 let start = ts - ts.rem_euclid(size);
-                vec![Window {
+                out.push(Window {
                     start,
                     end: start + size,
-                }]
+                });
             }
             WindowSpec::Hopping { size, slide } => {
                 let last = ts - ts.rem_euclid(slide);
-                let mut out = Vec::new();
                 let mut start = last - size + slide;
                 while start <= last {
                     if ts < start + size {
@@ -59,12 +66,11 @@ impl WindowSpec {
                     }
                     start += slide;
                 }
-                out
             }
-            WindowSpec::Session { gap } => vec![Window {
+            WindowSpec::Session { gap } => out.push(Window {
                 start: ts,
                 end: ts + gap,
-            }],
+            }),
         }
     }
 }
@@ -126,6 +132,9 @@ pub struct Windowed<K, A> {
     /// every advance (one per batch of records) walked the whole state.
     #[serde(skip, default = "scan_at_once")]
     next_due: Millis,
+    /// The windows of the event being added (kept to save an allocation per event).
+    #[serde(skip)]
+    scratch: Vec<Window>,
 }
 
 fn scan_at_once() -> Millis {
@@ -159,6 +168,7 @@ impl<K: Ord + Clone, A: Default + Clone + Merge> Windowed<K, A> {
             flushed: Vec::new(),
             keep_unsaved: false,
             next_due: Millis::MAX,
+            scratch: Vec::new(),
         }
     }
 
@@ -189,13 +199,17 @@ impl<K: Ord + Clone, A: Default + Clone + Merge> Windowed<K, A> {
     }
 
     /// Adds an event at `ts` for `key`, updating each of its windows with `update`.
-    pub fn add(&mut self, ts: Millis, key: &K, mut update: impl FnMut(&mut A)) -> Admit {
-        let windows: Vec<Window> = self
-            .spec
-            .assign(ts)
-            .into_iter()
-            .filter(|w| !self.purged(*w))
-            .collect();
+    pub fn add(&mut self, ts: Millis, key: &K, update: impl FnMut(&mut A)) -> Admit {
+        let mut windows = std::mem::take(&mut self.scratch);
+        windows.clear();
+        self.spec.assign_into(ts, &mut windows);
+        windows.retain(|w| !self.purged(*w));
+        let admit = self.add_to(&windows, key, update);
+        self.scratch = windows;
+        admit
+    }
+
+    fn add_to(&mut self, windows: &[Window], key: &K, mut update: impl FnMut(&mut A)) -> Admit {
         if windows.is_empty() {
             self.late += 1;
             return Admit::Late;
@@ -233,7 +247,7 @@ impl<K: Ord + Clone, A: Default + Clone + Merge> Windowed<K, A> {
                 slots.push(merged);
             }
             _ => {
-                for w in windows {
+                for &w in windows {
                     self.next_due = self.next_due.min(w.end);
                     match slots.iter_mut().find(|s| s.window == w) {
                         Some(s) => {

@@ -82,7 +82,12 @@ impl Processor for Stateless {
         };
         self.kept += 1;
         if let Some(f) = self.products.by_id.get(&product) {
-            *self.by_category.entry(f.category.clone()).or_default() += 1;
+            match self.by_category.get_mut(&f.category) {
+                Some(n) => *n += 1,
+                None => {
+                    self.by_category.insert(f.category.clone(), 1);
+                }
+            }
         }
     }
     fn on_watermark(&mut self, _: &mut (), _: Millis, _: &mut Out) {}
