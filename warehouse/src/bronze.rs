@@ -378,33 +378,33 @@ async fn read_batches(
         }
         // A record already fetched is taken without arming a timer (the common case while
         // loading a backlog); only an empty queue waits, until the batch is due.
-        unclocked = unclocked.saturating_add(1);
-        let got = match stream.next().now_or_never() {
-            Some(m) => m,
+        let (got, waited) = match stream.next().now_or_never() {
+            Some(m) => (m, false),
             None => {
-                unclocked = u32::MAX;
                 let deadline = first_at.map(|t| t + opts.max_wait);
                 let wait = deadline
                     .map(|d| d.saturating_duration_since(Instant::now()))
                     .unwrap_or(Duration::from_millis(200));
-                tokio::select! {
+                let got = tokio::select! {
                     _ = shutdown.changed() => None,
                     m = tokio::time::timeout(wait, stream.next()) => m.ok().flatten(),
-                }
+                };
+                (got, true)
             }
         };
+        unclocked += 1;
+        if waited || unclocked >= 64 {
+            now = Instant::now();
+            unclocked = 0;
+        }
         match got {
             None => {}
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "warehouse loader: consume error");
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                unclocked = u32::MAX;
+                now = Instant::now();
             }
             Some(Ok(msg)) => {
-                if unclocked >= 64 {
-                    now = Instant::now();
-                    unclocked = 0;
-                }
                 last_record = now;
                 first_record.get_or_insert(now);
                 let Some(family) = families.get_mut(msg.topic()) else {
@@ -444,10 +444,6 @@ async fn read_batches(
                 family.rows.last.insert(partition, offset);
                 first_at.get_or_insert(now);
             }
-        }
-        if unclocked >= 64 {
-            now = Instant::now();
-            unclocked = 0;
         }
         let due = first_at.is_some_and(|t| now.saturating_duration_since(t) >= opts.max_wait);
         if buffered >= opts.batch_rows || due {
@@ -504,7 +500,7 @@ async fn write_batches(
         for (name, rows, txns, n) in batch {
             let table = tables.remove(&name).expect("every family has its table");
             commits.spawn(async move {
-                let table = commit_to(table, &name, rows, txns, n).await?;
+                let table = commit(table, &name, rows, txns, n).await?;
                 Ok::<_, WarehouseError>((name, table, n))
             });
         }
@@ -552,7 +548,8 @@ pub async fn append(lake: &Lake, envelopes: &[events::Envelope]) -> Result<u64, 
     for (name, rows) in pending.iter_mut() {
         let n = rows.rows as u64;
         let (batch, txns) = rows.take()?;
-        commit(&mut tables, name, batch, txns, n).await?;
+        let table = tables.remove(name).expect("every family has its table");
+        commit(table, name, batch, txns, n).await?;
         appended += n;
     }
     Ok(appended)
@@ -576,25 +573,9 @@ fn writer_properties() -> Result<WriterProperties, WarehouseError> {
         .build())
 }
 
-/// Commits one family's rows and the offsets they cover in one Delta transaction.
+/// Commits one family's rows and the offsets they cover in one Delta transaction; returns
+/// the table at its new version.
 async fn commit(
-    tables: &mut HashMap<String, DeltaTable>,
-    name: &str,
-    rows: RecordBatch,
-    txns: Vec<Transaction>,
-    n: u64,
-) -> Result<(), WarehouseError> {
-    let table = tables
-        .get(name)
-        .cloned()
-        .expect("every family has its table");
-    let table = commit_to(table, name, rows, txns, n).await?;
-    tables.insert(name.to_owned(), table);
-    Ok(())
-}
-
-/// [`commit`] to a table given by value, returned at its new version.
-async fn commit_to(
     table: DeltaTable,
     name: &str,
     rows: RecordBatch,
