@@ -175,6 +175,9 @@ pub struct RunReport {
     pub late: u64,
     pub checkpoints: u64,
     pub fenced: u64,
+    /// From the first record polled to the end of the last batch that had records: the
+    /// time spent processing, without start-up (group join) and the idle wait at the end.
+    pub active: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -225,7 +228,7 @@ pub async fn run<P: Processor>(
     let by_name: HashMap<String, Topic> = topics.iter().map(|(t, n)| (n.clone(), *t)).collect();
     let consumer: StreamConsumer = cfg
         .kafka
-        .client_config()
+        .consumer_config()
         .set("group.id", &group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -303,6 +306,7 @@ pub async fn run<P: Processor>(
     // One stream for the whole run: `recv` makes (and registers a waker for) a new one per
     // record.
     let mut stream = consumer.stream();
+    let mut first_record: Option<Instant> = None;
 
     loop {
         seeks.round += 1;
@@ -339,8 +343,10 @@ pub async fn run<P: Processor>(
         }
 
         let mut batch = poll_batch(&mut stream, cfg.max_batch, &group).await?;
-        if !batch.is_empty() {
+        let had_records = !batch.is_empty();
+        if had_records {
             last_record = Instant::now();
+            first_record.get_or_insert(last_record);
         }
         if mode == Mode::Global {
             for m in batch.drain(..) {
@@ -461,6 +467,10 @@ pub async fn run<P: Processor>(
             };
             processor.on_event(&mut shard.state, &input, &mut out);
             report.processed += 1;
+        }
+
+        if let (true, Some(first)) = (had_records, first_record) {
+            report.active = first.elapsed();
         }
 
         // Watermarks: a shard follows its own partitions, and idle ones follow the rest.

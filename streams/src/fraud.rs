@@ -684,7 +684,7 @@ pub struct RulesFeed {
 impl RulesFeed {
     pub fn open(cfg: &KafkaConfig) -> Result<RulesFeed, rdkafka::error::KafkaError> {
         let consumer: BaseConsumer = cfg
-            .client_config()
+            .consumer_config()
             .set(
                 "group.id",
                 format!("{}shopstream-rules-feed", cfg.topic_prefix),

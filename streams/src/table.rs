@@ -95,7 +95,7 @@ impl<V> SideTable<V> {
         apply: fn(&mut HashMap<Uuid, V>, Event),
     ) -> Result<SideTable<V>, rdkafka::error::KafkaError> {
         let consumer: BaseConsumer = cfg
-            .client_config()
+            .consumer_config()
             .set(
                 "group.id",
                 format!("{}shopstream-{group}", cfg.topic_prefix),

@@ -65,7 +65,7 @@ pub async fn consumer_at_warm_end(
     fetch_wait_ms: u32,
 ) -> Result<(StreamConsumer, Vec<WarmEnd>), WarehouseError> {
     let consumer: StreamConsumer = kafka
-        .client_config()
+        .consumer_config()
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")

@@ -50,15 +50,60 @@ impl KafkaConfig {
 
     /// Settings common to every client.
     pub fn client_config(&self) -> ClientConfig {
+        let mut c = self.base_config();
+        self.apply_extra(&mut c);
+        c
+    }
+
+    /// Settings for a consumer: [`Self::client_config`] plus consumer defaults (the `extra`
+    /// properties still win).
+    ///
+    /// `fetch.queue.backoff.ms`: once a partition's local queue holds `queued.min.messages`
+    /// (100,000), librdkafka postpones its next fetch by this much, 1 s by default. A
+    /// consumer that drains 100,000 records in well under a second then waits for the rest
+    /// of it: a stateless processor was idle ~60 % of the time and read ~220k events/s
+    /// instead of ~550k (`shopstream bench streams`). 10 ms keeps the queue topped up.
+    pub fn consumer_config(&self) -> ClientConfig {
+        let mut c = self.base_config();
+        c.set("fetch.queue.backoff.ms", "10");
+        self.apply_extra(&mut c);
+        c
+    }
+
+    fn base_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers)
             .set("client.id", &self.client_id)
             // Loopback brokers: fail fast and quietly when the broker is not up yet.
             .set("socket.connection.setup.timeout.ms", "10000")
             .set("log.connection.close", "false");
+        c
+    }
+
+    fn apply_extra(&self, c: &mut ClientConfig) {
         for (k, v) in &self.extra {
             c.set(k, v);
         }
-        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consumers_refetch_soon_unless_told_otherwise() {
+        let mut cfg = KafkaConfig::default();
+        let get = |c: &ClientConfig| c.get("fetch.queue.backoff.ms").map(str::to_owned);
+        assert_eq!(get(&cfg.consumer_config()).as_deref(), Some("10"));
+        // Producers and the admin client do not get consumer properties.
+        assert_eq!(get(&cfg.client_config()), None);
+        cfg.extra
+            .insert("fetch.queue.backoff.ms".into(), "250".into());
+        assert_eq!(get(&cfg.consumer_config()).as_deref(), Some("250"));
+        assert_eq!(
+            cfg.consumer_config().get("bootstrap.servers"),
+            Some("127.0.0.1:9092")
+        );
     }
 }

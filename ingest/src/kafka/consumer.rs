@@ -86,7 +86,7 @@ pub struct DurableConsumer {
 impl DurableConsumer {
     pub fn new(cfg: &KafkaConfig, opts: ConsumerOptions) -> Result<Self, KafkaError> {
         let consumer: StreamConsumer = cfg
-            .client_config()
+            .consumer_config()
             .set("group.id", &opts.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
