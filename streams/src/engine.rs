@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use events::{Envelope, Event, Topic, TopicNames};
 use futures::{FutureExt, StreamExt};
-use ingest::kafka::{decode_message, envelope_headers, header_value};
+use ingest::kafka::{consumed_header, decode_message, envelope_headers};
 use ingest::{EventProducer, KafkaConfig, KafkaError, dlq};
 use rdkafka::consumer::{
     CommitMode, Consumer, DefaultConsumerContext, MessageStream, StreamConsumer,
@@ -45,6 +45,10 @@ use tokio::time::Instant;
 use crate::align::Aligner;
 use crate::sink::{self, Row};
 use crate::window::{Millis, Watermarks};
+
+/// `events::header::TYPE` and `TIME` as C strings, for [`consumed_header`].
+const TYPE_HEADER: &std::ffi::CStr = c"ce_type";
+const TIME_HEADER: &std::ffi::CStr = c"ce_time";
 
 /// Records a global processor may hold back for event-time alignment.
 const ALIGN_BUFFER: usize = 200_000;
@@ -356,117 +360,110 @@ pub async fn run<P: Processor>(
         }
         processor.between_batches();
         let now = now_ms();
-        // The partition of the previous record, its shard id and whether the shard lists it:
-        // records come in runs per partition, so most need neither allocation nor lookup.
-        let mut run: Option<((String, i32), String, bool)> = None;
-        for m in &batch {
-            if !run
-                .as_ref()
-                .is_some_and(|((t, p), _, _)| *p == m.partition() && t == m.topic())
-            {
-                let key = (m.topic().to_owned(), m.partition());
-                let shard_id = match mode {
-                    Mode::Global => "all".to_owned(),
-                    Mode::Partitioned => format!("{}:{}", key.0, key.1),
-                };
-                run = Some((key, shard_id, false));
+        // Records come in runs per partition: the shard, the topic and the partition's clock
+        // are settled once per run, not per record.
+        let mut rest = &batch[..];
+        while let Some(first) = rest.first() {
+            let (part, handle) = (first.partition(), topic_handle(first));
+            let len = rest
+                .iter()
+                .position(|m| m.partition() != part || topic_handle(m) != handle)
+                .unwrap_or(rest.len());
+            let (run, next) = rest.split_at(len);
+            rest = next;
+            let key = (first.topic().to_owned(), part);
+            let topic = by_name[&key.0];
+            let shard_id = match mode {
+                Mode::Global => "all".to_owned(),
+                Mode::Partitioned => format!("{}:{}", key.0, key.1),
+            };
+            // Records before a pending seek's offset are not admitted; the shard is loaded for
+            // the first that is.
+            let mut start = None;
+            for (i, m) in run.iter().enumerate() {
+                if seeks.admits(&consumer, &group, &key, m.offset(), mode)? {
+                    start = Some(i);
+                    break;
+                }
             }
-            let (key, shard_id, listed) = run.as_mut().expect("set above");
-            if !seeks.admits(&consumer, &group, key, m.offset(), mode)? {
+            let Some(start) = start else {
                 continue;
+            };
+            if !shards.contains_key(&shard_id) {
+                let loaded = load_shard(&processor, &pool, &group, &shard_id).await?;
+                shards.insert(shard_id.clone(), loaded);
             }
-            if !shards.contains_key(shard_id.as_str()) {
-                let shard = match load_checkpoint(&pool, &group, shard_id).await? {
-                    Some((version, offsets, watermark, state)) => Shard {
-                        state: serde_json::from_value(state).map_err(|source| {
-                            EngineError::State {
-                                processor: group.clone(),
-                                shard: shard_id.clone(),
-                                source,
-                            }
-                        })?,
-                        offsets,
-                        version,
-                        watermark,
-                        dirty: false,
-                        partitions: Vec::new(),
-                    },
-                    None => Shard {
-                        state: processor.new_state(),
-                        offsets: BTreeMap::new(),
-                        version: 0,
-                        watermark: Millis::MIN,
-                        dirty: false,
-                        partitions: Vec::new(),
-                    },
+            let shard = shards.get_mut(&shard_id).expect("loaded above");
+            if !shard.partitions.contains(&key) {
+                shard.partitions.push(key.clone());
+            }
+            // The run's latest event time, for the partition's clock.
+            let mut max_ts: Option<Millis> = None;
+            for (i, m) in run.iter().enumerate().skip(start) {
+                if i > start && !seeks.admits(&consumer, &group, &key, m.offset(), mode)? {
+                    continue;
+                }
+                match shard.offsets.get_mut(&key) {
+                    Some(next) if m.offset() < *next => {
+                        report.skipped_replayed += 1;
+                        continue;
+                    }
+                    Some(next) if m.offset() > *next => {
+                        // The consumer is ahead of the checkpoint (another instance's commit,
+                        // or a fenced shard): go back so nothing between is missed.
+                        let next = *next;
+                        seeks.ask(
+                            &consumer,
+                            &group,
+                            &key,
+                            next,
+                            "consumer ahead of the checkpoint",
+                        )?;
+                        continue;
+                    }
+                    Some(next) => *next = m.offset() + 1,
+                    None => {
+                        shard.offsets.insert(key.clone(), m.offset() + 1);
+                    }
+                }
+                shard.dirty = true;
+                // A record of a type the processor does not handle only moves its partition's
+                // clock, read from the `ce_time` header without decoding the payload.
+                if let Some(ts) = unwanted_event_time(&processor, m) {
+                    max_ts = max_ts.max(Some(ts));
+                    report.processed += 1;
+                    report.filtered += 1;
+                    continue;
+                }
+                let envelope = match decode_message(m) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        let dlq_topic = TopicNames::dlq_of(&key.0);
+                        tracing::warn!(topic = %key.0, partition = part, offset = m.offset(),
+                            error = %e, %dlq_topic, "undecodable record routed to the DLQ");
+                        let headers = dlq::dlq_headers(m, &group, e.kind(), &e.to_string());
+                        producer
+                            .send_raw(&dlq_topic, m.key(), m.payload(), headers)
+                            .await?;
+                        report.dead_lettered += 1;
+                        continue;
+                    }
                 };
-                shards.insert(shard_id.clone(), shard);
-            }
-            let shard = shards.get_mut(shard_id.as_str()).expect("loaded above");
-            if !*listed {
-                if !shard.partitions.contains(key) {
-                    shard.partitions.push(key.clone());
-                }
-                *listed = true;
-            }
-            match shard.offsets.get_mut(key) {
-                Some(next) if m.offset() < *next => {
-                    report.skipped_replayed += 1;
-                    continue;
-                }
-                Some(next) if m.offset() > *next => {
-                    // The consumer is ahead of the checkpoint (another instance's commit, or
-                    // a fenced shard): go back so nothing between is missed.
-                    let next = *next;
-                    seeks.ask(
-                        &consumer,
-                        &group,
-                        key,
-                        next,
-                        "consumer ahead of the checkpoint",
-                    )?;
-                    continue;
-                }
-                Some(next) => *next = m.offset() + 1,
-                None => {
-                    shard.offsets.insert(key.clone(), m.offset() + 1);
-                }
-            }
-            shard.dirty = true;
-            // A record of a type the processor does not handle only moves its partition's
-            // clock, read from the `ce_time` header without decoding the payload.
-            if let Some(ts) = unwanted_event_time(&processor, m) {
-                clocks.observe(key, ts, now);
+                let ts = envelope.time.timestamp_millis();
+                max_ts = max_ts.max(Some(ts));
+                let input = In {
+                    topic,
+                    partition: part,
+                    offset: m.offset(),
+                    envelope: &envelope,
+                    ts,
+                };
+                processor.on_event(&mut shard.state, &input, &mut out);
                 report.processed += 1;
-                report.filtered += 1;
-                continue;
             }
-            let envelope = match decode_message(m) {
-                Ok(e) => e,
-                Err(e) => {
-                    let dlq_topic = TopicNames::dlq_of(m.topic());
-                    tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(),
-                        error = %e, %dlq_topic, "undecodable record routed to the DLQ");
-                    let headers = dlq::dlq_headers(m, &group, e.kind(), &e.to_string());
-                    producer
-                        .send_raw(&dlq_topic, m.key(), m.payload(), headers)
-                        .await?;
-                    report.dead_lettered += 1;
-                    continue;
-                }
-            };
-            let topic = by_name[m.topic()];
-            let ts = envelope.time.timestamp_millis();
-            clocks.observe(key, ts, now);
-            let input = In {
-                topic,
-                partition: key.1,
-                offset: m.offset(),
-                envelope: &envelope,
-                ts,
-            };
-            processor.on_event(&mut shard.state, &input, &mut out);
-            report.processed += 1;
+            if let Some(ts) = max_ts {
+                clocks.observe(&key, ts, now);
+            }
         }
 
         if let (true, Some(first)) = (had_records, first_record) {
@@ -649,14 +646,53 @@ fn caught_up(consumer: &StreamConsumer) -> bool {
 /// wants the record or its headers do not name a known type and a valid time (then it is
 /// decoded in full, and dead-lettered if undecodable).
 fn unwanted_event_time<P: Processor>(processor: &P, m: &BorrowedMessage<'_>) -> Option<Millis> {
-    let event_type = std::str::from_utf8(header_value(m, events::header::TYPE)?).ok()?;
+    let event_type = std::str::from_utf8(consumed_header(m, TYPE_HEADER)?).ok()?;
     if processor.wants(event_type) || Event::topic_of(event_type).is_none() {
         return None;
     }
-    let time = std::str::from_utf8(header_value(m, events::header::TIME)?).ok()?;
+    let time = std::str::from_utf8(consumed_header(m, TIME_HEADER)?).ok()?;
     chrono::DateTime::parse_from_rfc3339(time)
         .ok()
         .map(|t| t.timestamp_millis())
+}
+
+/// The address of a message's librdkafka topic handle: records of one topic share it, so
+/// runs of a partition are found without building each record's topic name (an FFI call,
+/// `strlen` and a UTF-8 check). An address, not a pointer, so the run loop stays `Send`.
+fn topic_handle(m: &BorrowedMessage<'_>) -> usize {
+    // SAFETY: `ptr` is the live message this borrow keeps alive; reading a field of it.
+    unsafe { (*m.ptr()).rkt as usize }
+}
+
+/// A shard from its checkpoint, or new.
+async fn load_shard<P: Processor>(
+    processor: &P,
+    pool: &PgPool,
+    group: &str,
+    shard_id: &str,
+) -> Result<Shard<P::State>, EngineError> {
+    Ok(match load_checkpoint(pool, group, shard_id).await? {
+        Some((version, offsets, watermark, state)) => Shard {
+            state: serde_json::from_value(state).map_err(|source| EngineError::State {
+                processor: group.to_owned(),
+                shard: shard_id.to_owned(),
+                source,
+            })?,
+            offsets,
+            version,
+            watermark,
+            dirty: false,
+            partitions: Vec::new(),
+        },
+        None => Shard {
+            state: processor.new_state(),
+            offsets: BTreeMap::new(),
+            version: 0,
+            watermark: Millis::MIN,
+            dirty: false,
+            partitions: Vec::new(),
+        },
+    })
 }
 
 /// Up to `max` records, borrowed from the consumer: copying them out (payload, key and each
@@ -1035,5 +1071,16 @@ async fn acquire_leader(
             return Ok(None);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn c_header_names_are_the_contract_names() {
+        assert_eq!(TYPE_HEADER.to_str(), Ok(events::header::TYPE));
+        assert_eq!(TIME_HEADER.to_str(), Ok(events::header::TIME));
     }
 }

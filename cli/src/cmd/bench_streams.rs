@@ -30,7 +30,8 @@ use crate::config::Config;
 #[derive(Debug, Args)]
 pub struct StreamsArgs {
     /// Simulator events produced first (direct mode), then processed by each benchmark.
-    #[arg(long, default_value_t = 1_000_000)]
+    /// Enough that start-up and the final checkpoint weigh little in the per-CPU rates.
+    #[arg(long, default_value_t = 3_000_000)]
     events: u64,
     /// Alert-worthy orders for the latency measurement.
     #[arg(long, default_value_t = 300)]

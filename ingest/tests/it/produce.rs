@@ -89,6 +89,17 @@ async fn records_carry_ce_headers_readable_by_any_client() {
         get(header::CONTENT_TYPE).as_deref(),
         Some("application/json")
     );
+    // The one-call lookup the stream engine filters by agrees with walking the headers.
+    for name in [header::TYPE, header::TIME, header::ID, header::SOURCE] {
+        let c_name = std::ffi::CString::new(name).unwrap();
+        let found = ingest::kafka::consumed_header(&msg, &c_name)
+            .map(|v| String::from_utf8(v.to_vec()).unwrap());
+        assert_eq!(found, get(name), "{name}");
+    }
+    assert_eq!(
+        ingest::kafka::consumed_header(&msg, c"ce_nonexistent"),
+        None
+    );
     let value: serde_json::Value = serde_json::from_slice(msg.payload().unwrap()).unwrap();
     assert_eq!(value["customer_id"].as_str(), Some(env.key().as_str()));
     assert_eq!(value["total"]["amount_minor"], 2294);
