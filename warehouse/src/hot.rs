@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use deltalake::arrow::array::{AsArray, BooleanArray, RecordBatch};
 use deltalake::arrow::compute::filter_record_batch;
 use deltalake::arrow::datatypes::{Int32Type, Int64Type};
+use futures::StreamExt;
 use ingest::kafka::{KafkaConfig, decode_message};
 use rdkafka::message::Message;
 use tokio::sync::watch;
@@ -129,12 +130,14 @@ pub async fn start(
         let mut pending: HashMap<String, bronze::Rows> = HashMap::new();
         let mut total = 0u64;
         let mut last_flush = Instant::now();
+        // One stream for the whole run: `recv` makes (and registers a waker for) one per record.
+        let mut stream = consumer.stream();
         loop {
             let wait = opts.flush_every.saturating_sub(last_flush.elapsed());
             tokio::select! {
                 _ = shutdown.changed() => if *shutdown.borrow() { break },
-                m = tokio::time::timeout(wait, consumer.recv()) => {
-                    if let Ok(Ok(msg)) = m
+                m = tokio::time::timeout(wait, stream.next()) => {
+                    if let Ok(Some(Ok(msg))) = m
                         && by_topic.contains_key(msg.topic())
                         && let Ok(env) = decode_message(&msg)
                     {
