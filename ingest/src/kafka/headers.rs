@@ -1,8 +1,8 @@
 //! CloudEvents envelope <-> rdkafka headers and message, using the pure codec in `events`.
 
-use events::{DecodeError, Envelope};
 use std::ffi::CStr;
 
+use events::{DecodeError, Envelope};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 
 /// The `ce_*` headers of an envelope as rdkafka headers.
@@ -16,14 +16,6 @@ pub fn envelope_headers(env: &Envelope) -> OwnedHeaders {
         });
     }
     out
-}
-
-/// The value of a message's header `name` (the first one), without decoding anything else.
-pub fn header_value<'m, M: Message>(msg: &'m M, name: &str) -> Option<&'m [u8]> {
-    msg.headers()?
-        .iter()
-        .find(|h| h.key == name)
-        .and_then(|h| h.value)
 }
 
 /// Decodes any Kafka message (borrowed or owned) into an envelope.

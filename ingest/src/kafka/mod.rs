@@ -13,5 +13,5 @@ pub use admin::{TopicAdmin, TopicChange};
 pub use config::KafkaConfig;
 pub use consumer::{BatchReport, ConsumerOptions, DurableConsumer, Record, Sink, SinkError};
 pub use error::KafkaError;
-pub use headers::{consumed_header, decode_message, envelope_headers, header_value};
+pub use headers::{consumed_header, decode_message, envelope_headers};
 pub use producer::{Delivery, EventProducer};
