@@ -124,15 +124,11 @@ impl BallistaSql {
                 }
                 None => self.lake.open(Layer::Gold, &name).await?,
             };
-            let protocol = serde_json::to_value(table.snapshot()?.protocol())
-                .map_err(|e| WarehouseError::Busy(e.to_string()))?;
-            let reader = protocol["minReaderVersion"].as_i64().unwrap_or(i64::MAX);
-            if reader > 1 {
-                return Err(WarehouseError::Busy(format!(
-                    "gold.{name} needs Delta reader protocol {reader} (deletion vectors or \
-                     column mapping), which a plain Parquet listing cannot honour"
-                )));
-            }
+            crate::sql::plain_parquet(&table).map_err(|why| {
+                WarehouseError::Busy(format!(
+                    "gold.{name} cannot be read as a plain Parquet listing: {why}"
+                ))
+            })?;
             let provider = self.listing(&name, &table).await?;
             let reference = format!("{CATALOG}.{}.{name}", Layer::Gold.name());
             let _ = self.ctx.deregister_table(reference.as_str())?;
@@ -149,32 +145,26 @@ impl BallistaSql {
         name: &str,
         table: &DeltaTable,
     ) -> Result<Arc<ListingTable>, WarehouseError> {
-        let files: Vec<String> = table.get_file_uris()?.collect();
-        let urls = if files.is_empty() {
-            let empty = self.lake.root().join(".ballista-empty");
-            std::fs::create_dir_all(&empty)?;
-            vec![ListingTableUrl::parse(format!("{}/", empty.display()))?]
+        let urls = crate::sql::data_files(table)?;
+        let files = urls.len();
+        let urls = if files == 0 {
+            let dir = self.lake.root().join(".ballista-empty");
+            std::fs::create_dir_all(&dir)?;
+            vec![ListingTableUrl::parse(format!("{}/", dir.display()))?]
         } else {
-            files
-                .iter()
-                .map(ListingTableUrl::parse)
-                .collect::<Result<Vec<_>, _>>()?
+            urls
         };
         let options =
             ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
         let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options);
         // The files' own schema where there are files (what the executors will decode), the
         // Delta schema otherwise.
-        let config = if files.is_empty() {
+        let config = if files == 0 {
             config.with_schema(table.table_provider().await?.schema())
         } else {
             config.infer_schema(&self.ctx.state()).await?
         };
-        tracing::debug!(
-            table = name,
-            files = files.len(),
-            "ballista: gold table registered"
-        );
+        tracing::debug!(table = name, files, "ballista: gold table registered");
         Ok(Arc::new(ListingTable::try_new(config)?))
     }
 
