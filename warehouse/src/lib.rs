@@ -3,10 +3,11 @@
 //! the PostgreSQL wire protocol and `POST /v1/sql`.
 //!
 //! Layout on disk is [`lake::Lake`]; the loader is [`bronze::run_loader`]; the models are
-//! [`models::build`]; queries go through [`sql::SqlEngine`], which is read-only, bounded in
+//! [`models::build`] (two of them Polars jobs, [`batch`]); queries go through [`sql::SqlEngine`], which is read-only, bounded in
 //! time and memory, masks PII for analysts and audits every statement; the same SQL runs
 //! on Ballista through [`distributed::BallistaSql`].
 
+pub mod batch;
 pub mod bronze;
 pub mod deadline;
 pub mod distributed;
@@ -88,4 +89,6 @@ pub enum WarehouseError {
     Busy(String),
     #[error("warehouse task: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("polars: {0}")]
+    Polars(#[from] polars::prelude::PolarsError),
 }

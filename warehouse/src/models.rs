@@ -358,12 +358,14 @@ fn silver_batch(
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
-/// A gold model: its name, the SQL that derives it from silver (and earlier models), and
-/// how a build keeps it up to date.
+/// A gold model: its name, the SQL that derives it from silver (and earlier models) or that
+/// selects the input of its Polars job, and how a build keeps it up to date.
 pub struct Model {
     pub name: &'static str,
     pub about: &'static str,
     pub sql: &'static str,
+    /// A Polars job that derives the model from the rows `sql` selects (see [`crate::batch`]).
+    pub polars: Option<&'static crate::batch::PolarsJob>,
     pub refresh: Refresh,
 }
 
@@ -406,18 +408,21 @@ pub const GOLD: &[Model] = &[
         name: "dim_product",
         about: "product versions (SCD2): attributes and price valid from..to; is_current",
         sql: include_str!("models/dim_product.sql"),
+        polars: None,
         refresh: Refresh::Whole(CATALOG_SILVER),
     },
     Model {
         name: "dim_customer",
         about: "customers with PII masked (email shown as a***@domain, name hidden)",
         sql: include_str!("models/dim_customer.sql"),
+        polars: None,
         refresh: Refresh::Whole(&["silver.user_registered_v1"]),
     },
     Model {
         name: "fact_orders",
         about: "one row per order: amounts, countries, status (placed/confirmed/cancelled)",
         sql: include_str!("models/fact_orders.sql"),
+        polars: None,
         // An order's row is on the day it was placed, and changes when it is confirmed or
         // cancelled, often another day: the placing days of the orders any event touched.
         refresh: Refresh::Dates {
@@ -437,6 +442,7 @@ pub const GOLD: &[Model] = &[
         name: "fact_order_items",
         about: "one row per order line, with the product's category and vendor when ordered",
         sql: include_str!("models/fact_order_items.sql"),
+        polars: None,
         // A product's change reaches the lines ordered at or after it.
         refresh: Refresh::Dates {
             column: "order_date",
@@ -453,6 +459,7 @@ pub const GOLD: &[Model] = &[
         name: "fact_payments",
         about: "one row per payment outcome: authorized, failed (with reason) or refunded",
         sql: include_str!("models/fact_payments.sql"),
+        polars: None,
         refresh: Refresh::Dates {
             column: "event_date",
             affected: &[
@@ -466,6 +473,7 @@ pub const GOLD: &[Model] = &[
         name: "fact_page_views",
         about: "one row per product view",
         sql: include_str!("models/fact_page_views.sql"),
+        polars: None,
         refresh: Refresh::Dates {
             column: "view_date",
             affected: &[Affects::Same("silver.product_viewed_v1")],
@@ -475,6 +483,7 @@ pub const GOLD: &[Model] = &[
         name: "daily_revenue",
         about: "confirmed orders and revenue per day and currency",
         sql: include_str!("models/daily_revenue.sql"),
+        polars: None,
         refresh: Refresh::Dates {
             column: "order_date",
             affected: &[Affects::Same("gold.fact_orders")],
@@ -484,6 +493,7 @@ pub const GOLD: &[Model] = &[
         name: "funnel_daily",
         about: "sessions that viewed, sessions that added to cart, orders placed, orders paid, per day",
         sql: include_str!("models/funnel_daily.sql"),
+        polars: None,
         refresh: Refresh::Dates {
             column: "day",
             affected: &[
@@ -498,6 +508,7 @@ pub const GOLD: &[Model] = &[
         name: "vendor_commissions",
         about: "confirmed sales and the marketplace's commission per vendor, day and currency",
         sql: include_str!("models/vendor_commissions.sql"),
+        polars: None,
         refresh: Refresh::Dates {
             column: "order_date",
             affected: &[Affects::Same("gold.fact_order_items")],
@@ -507,12 +518,14 @@ pub const GOLD: &[Model] = &[
         name: "cohort_retention",
         about: "customers of each first-order month still ordering N months later",
         sql: include_str!("models/cohort_retention.sql"),
+        polars: Some(&crate::batch::COHORT_RETENTION),
         refresh: Refresh::Whole(&["gold.fact_orders"]),
     },
     Model {
         name: "rfm_segments",
         about: "recency, frequency and monetary scores (1-5) and a segment per customer",
         sql: include_str!("models/rfm_segments.sql"),
+        polars: Some(&crate::batch::RFM_SEGMENTS),
         refresh: Refresh::Whole(&["gold.fact_orders"]),
     },
 ];
@@ -666,7 +679,10 @@ async fn build_gold(
         let sql = model
             .sql
             .replace("{COMMISSION_BPS}", &COMMISSION_BPS.to_string());
-        let print = fingerprint(&sql);
+        let print = match model.polars {
+            Some(job) => fingerprint(&format!("{sql}\n{}", job.id)),
+            None => fingerprint(&sql),
+        };
         let fresh =
             full || !lake.exists(Layer::Gold, model.name) || built.get(model.name) != Some(&print);
         let change = if fresh {
@@ -697,6 +713,13 @@ async fn build_gold(
         let df = ctx.sql(&sql).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await?;
+        let (schema, batches) = match model.polars {
+            Some(job) => {
+                let out = tokio::task::spawn_blocking(move || (job.run)(schema, batches)).await??;
+                (out.schema(), vec![out])
+            }
+            None => (schema, batches),
+        };
         let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
         let table = lake
             .open_or_create(Layer::Gold, model.name, &schema, &[])

@@ -55,7 +55,8 @@ pub struct LiveTable {
     committed_at: std::sync::Mutex<Option<CommittedAt>>,
     /// A table with no other tier, readable as plain Parquet files ([`plain_parquet`]), is
     /// scanned as a Parquet listing over its version's data files, made once per version.
-    listing: std::sync::Mutex<Option<(Option<u64>, Arc<ListingTable>)>>,
+    /// (`None` as the listing: that version cannot be read so.)
+    listing: std::sync::Mutex<Option<(Option<u64>, Option<Arc<ListingTable>>)>>,
 }
 
 impl LiveTable {
@@ -88,25 +89,28 @@ impl LiveTable {
         if let Some((v, l)) = self.listing.lock().ok().and_then(|l| l.clone())
             && v == version
         {
-            return Ok(Some(l));
+            return Ok(l);
         }
-        if plain_parquet(warm).is_err() {
-            return Ok(None);
-        }
-        let urls = data_files(warm).map_err(|e| DataFusionError::External(Box::new(e)))?;
-        if urls.is_empty() {
-            return Ok(None);
-        }
-        let format = ParquetFormat::default().with_options(state.default_table_options().parquet);
-        let options = ListingOptions::new(Arc::new(format)).with_file_extension(".parquet");
-        let config = ListingTableConfig::new_with_multi_paths(urls)
-            .with_listing_options(options)
-            .with_schema(self.schema.clone());
-        let listing = Arc::new(ListingTable::try_new(config)?);
+        let urls = match plain_parquet(warm) {
+            Ok(()) => data_files(warm).map_err(|e| DataFusionError::External(Box::new(e)))?,
+            Err(_) => Vec::new(),
+        };
+        // A table with no data file yet keeps the provider, which knows its schema.
+        let listing = if urls.is_empty() {
+            None
+        } else {
+            let format =
+                ParquetFormat::default().with_options(state.default_table_options().parquet);
+            let options = ListingOptions::new(Arc::new(format)).with_file_extension(".parquet");
+            let config = ListingTableConfig::new_with_multi_paths(urls)
+                .with_listing_options(options)
+                .with_schema(self.schema.clone());
+            Some(Arc::new(ListingTable::try_new(config)?))
+        };
         if let Ok(mut l) = self.listing.lock() {
             *l = Some((version, listing.clone()));
         }
-        Ok(Some(listing))
+        Ok(listing)
     }
 
     /// Spans the cold table at `path` too, once it exists.
