@@ -38,6 +38,9 @@ pub const CATALOG: &str = "shopstream";
 /// The warm offsets of some partitions, as of one warm table version.
 type CommittedAt = (Option<u64>, Vec<i32>, HashMap<i32, i64>);
 
+/// A table version's Parquet listing (`None`: that version cannot be read as one).
+type ListingAt = (Option<u64>, Option<Arc<ListingTable>>);
+
 /// A Delta table that scans its latest committed version (so SQL sees new loads at once),
 /// together with its cold tier when it has one (see [`crate::tiers`]): warm rows not yet in
 /// cold, plus the cold rows.
@@ -55,8 +58,7 @@ pub struct LiveTable {
     committed_at: std::sync::Mutex<Option<CommittedAt>>,
     /// A table with no other tier, readable as plain Parquet files ([`plain_parquet`]), is
     /// scanned as a Parquet listing over its version's data files, made once per version.
-    /// (`None` as the listing: that version cannot be read so.)
-    listing: std::sync::Mutex<Option<(Option<u64>, Option<Arc<ListingTable>>)>>,
+    listing: std::sync::Mutex<Option<ListingAt>>,
 }
 
 impl LiveTable {
@@ -252,10 +254,11 @@ impl TableProvider for LiveTable {
             None => None,
         }
         .filter(|b| b.cutoff.is_some());
-        if self.cold_path.is_none() && self.hot.is_none() {
-            if let Some(listing) = self.listing(&warm, state).await? {
-                return listing.scan(state, projection, filters, limit).await;
-            }
+        if self.cold_path.is_none()
+            && self.hot.is_none()
+            && let Some(listing) = self.listing(&warm, state).await?
+        {
+            return listing.scan(state, projection, filters, limit).await;
         }
         let hot = self.hot_rows(&warm).await.map_err(ext)?;
         if boundary.is_none() && hot.is_empty() {
