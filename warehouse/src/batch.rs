@@ -3,16 +3,17 @@
 //! from it in memory, and the build writes the result like any other model's.
 //!
 //! Both are whole-history scores per customer, recomputed when `fact_orders` changes. The
-//! frames cross between the two engines column by column: strings, 64-bit integers, floats
-//! and microsecond timestamps (naive UTC in Polars), which is all these models read and write.
+//! frames cross between the two engines column by column: strings, integers and microsecond
+//! timestamps (naive UTC in Polars) in, the same and floats out, which is all these models
+//! read and write.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
+    Array, ArrayRef, AsArray, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
 };
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use polars::prelude as pl;
 use polars::prelude::{IntoLazy as _, col, len, lit, when};
@@ -209,8 +210,10 @@ fn to_frame(schema: &Schema, batches: &[RecordBatch]) -> Result<pl::DataFrame, W
         let column = match field.data_type() {
             DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => {
                 let parts = parts(&DataType::Utf8)?;
-                let values: Vec<Option<&str>> =
-                    parts.iter().flat_map(|a| string_array(a).iter()).collect();
+                let values: Vec<Option<&str>> = parts
+                    .iter()
+                    .flat_map(|a| a.as_string::<i32>().iter())
+                    .collect();
                 pl::Column::new(name, values)
             }
             DataType::Timestamp(TimeUnit::Microsecond, _) => {
@@ -219,12 +222,6 @@ fn to_frame(schema: &Schema, batches: &[RecordBatch]) -> Result<pl::DataFrame, W
                     .cast(&pl::DataType::Datetime(pl::TimeUnit::Microseconds, None))?
             }
             t if t.is_integer() => pl::Column::new(name, int64_values(&parts(&DataType::Int64)?)),
-            DataType::Float32 | DataType::Float64 => {
-                let parts = parts(&DataType::Float64)?;
-                let values: Vec<Option<f64>> =
-                    parts.iter().flat_map(|a| float64_array(a).iter()).collect();
-                pl::Column::new(name, values)
-            }
             other => {
                 return Err(WarehouseError::Busy(format!(
                     "column {} is {other}, which the Polars jobs do not read",
@@ -237,27 +234,10 @@ fn to_frame(schema: &Schema, batches: &[RecordBatch]) -> Result<pl::DataFrame, W
     Ok(pl::DataFrame::new(rows, columns)?)
 }
 
-fn string_array(a: &ArrayRef) -> &StringArray {
-    a.as_any()
-        .downcast_ref::<StringArray>()
-        .expect("cast to Utf8")
-}
-
-fn float64_array(a: &ArrayRef) -> &Float64Array {
-    a.as_any()
-        .downcast_ref::<Float64Array>()
-        .expect("cast to Float64")
-}
-
 fn int64_values(parts: &[ArrayRef]) -> Vec<Option<i64>> {
     parts
         .iter()
-        .flat_map(|a| {
-            a.as_any()
-                .downcast_ref::<Int64Array>()
-                .expect("cast to Int64")
-                .iter()
-        })
+        .flat_map(|a| a.as_primitive::<Int64Type>().iter())
         .collect()
 }
 
@@ -332,11 +312,7 @@ mod tests {
     }
 
     fn column<'a>(b: &'a RecordBatch, name: &str) -> &'a Int64Array {
-        b.column_by_name(name)
-            .unwrap()
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap()
+        b.column_by_name(name).unwrap().as_primitive::<Int64Type>()
     }
 
     #[test]
@@ -408,9 +384,7 @@ mod tests {
         let out = (COHORT_RETENTION.run)(schema, vec![batch]).unwrap();
         let cohort = out
             .column(0)
-            .as_any()
-            .downcast_ref::<TimestampMicrosecondArray>()
-            .unwrap();
+            .as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>();
         let jan1 = jan31 - 30 * MICROS_PER_DAY;
         let rows: Vec<(i64, i64, i64, i64)> = (0..out.num_rows())
             .map(|i| {

@@ -536,17 +536,11 @@ async fn gold_scans_read_the_live_files_of_the_latest_version() {
     let orders = "SELECT count(*) FROM gold.fact_orders WHERE status <> 'none'";
     assert_eq!(count(orders).await, "4");
 
-    let plan = engine
-        .query(
-            "EXPLAIN SELECT order_id FROM gold.fact_orders WHERE status = 'confirmed'",
-            "t",
-            Access::Analyst,
-        )
-        .await
-        .unwrap();
-    let plan = datafusion::arrow::util::pretty::pretty_format_batches(&plan.batches)
-        .unwrap()
-        .to_string();
+    let plan = analyst_table(
+        &engine,
+        "EXPLAIN SELECT order_id FROM gold.fact_orders WHERE status = 'confirmed'",
+    )
+    .await;
     assert!(
         plan.contains("DataSourceExec") && plan.contains("file_type=parquet"),
         "{plan}"
