@@ -82,15 +82,24 @@ impl OutboxRows {
     /// the name of a CTE of the same statement, the rows are inserted only if it returned a
     /// row (the change they describe happened).
     pub fn sql(first: usize, guard: Option<&str>) -> String {
+        let condition = guard
+            .map(|g| format!("EXISTS (SELECT 1 FROM {g})"))
+            .unwrap_or_else(|| "true".into());
+        Self::sql_joined(first, "", "e.payload", &condition)
+    }
+
+    /// [`OutboxRows::sql`] for events that need what only the statement knows: `join` (SQL
+    /// after `FROM <the rows> AS e`, such as a `LEFT JOIN` of one of the statement's CTEs)
+    /// can be read by `payload`, the expression written as each row's payload, and by
+    /// `condition`, which decides per row whether it is written.
+    pub fn sql_joined(first: usize, join: &str, payload: &str, condition: &str) -> String {
         let p = |i: usize| first + i;
-        let only_if = guard
-            .map(|g| format!(" WHERE EXISTS (SELECT 1 FROM {g})"))
-            .unwrap_or_default();
         format!(
             "INSERT INTO outbox.events (event_id, topic, key, event_type, headers, payload)
-             SELECT e.id, e.topic, e.key, e.event_type, e.headers, e.payload
+             SELECT e.id, e.topic, e.key, e.event_type, e.headers, {payload}
              FROM unnest(${}::uuid[], ${}::text[], ${}::text[], ${}::text[], ${}::jsonb[], ${}::bytea[])
-                  WITH ORDINALITY AS e(id, topic, key, event_type, headers, payload, n){only_if}
+                  WITH ORDINALITY AS e(id, topic, key, event_type, headers, payload, n) {join}
+             WHERE {condition}
              ORDER BY e.n",
             p(0),
             p(1),

@@ -1,11 +1,13 @@
 //! Cart endpoints under `/v1/cart` and wishlist under `/v1/wishlist`.
 
+use std::sync::LazyLock;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use events::domain::cart::{CartItemAdded, CartItemRemoved};
 use events::{Envelope, Quantity};
-use ingest::outbox::enqueue;
+use ingest::outbox::{OutboxRows, enqueue};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -20,6 +22,19 @@ use crate::http::openapi::ProblemDoc;
 use crate::http::{ApiJson, AuthUser, Problem};
 
 const SOURCE: &str = "/shopstream/cart";
+
+/// Adds units of a product to a cart line (made if missing) and writes the event.
+static ADD_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH line AS (
+            INSERT INTO carts.items (user_id, product_id, sku, quantity) VALUES ($1, $2, $3, $4)
+            ON CONFLICT (user_id, product_id) DO UPDATE SET quantity = carts.items.quantity + EXCLUDED.quantity
+            RETURNING quantity),
+         events AS ({})
+         SELECT count(*) FROM line",
+        OutboxRows::sql(5, Some("line"))
+    )
+});
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -103,22 +118,6 @@ async fn add_item(
         .await?
         .pop()
         .ok_or_else(|| Problem::not_found("no such product, or it is not for sale"))?;
-    let mut tx = app.pool.begin().await?;
-    let total: i32 = sqlx::query_scalar(
-        "INSERT INTO carts.items (user_id, product_id, sku, quantity) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (user_id, product_id) DO UPDATE SET quantity = carts.items.quantity + EXCLUDED.quantity
-         RETURNING quantity",
-    )
-    .bind(user.user_id)
-    .bind(product.id)
-    .bind(product.sku.as_str())
-    .bind(quantity.get() as i32)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(|e| match &e {
-        sqlx::Error::Database(d) if d.is_check_violation() => Problem::invalid("quantity", "at most 100 of one product in a cart"),
-        _ => Problem::internal(e),
-    })?;
     let event = CartItemAdded {
         cart_id: user.user_id,
         session_id: user.session_id,
@@ -128,9 +127,23 @@ async fn add_item(
         quantity,
         unit_price: product.price,
     };
-    enqueue(&mut tx, &Envelope::new(SOURCE, event)).await?;
-    tx.commit().await?;
-    tracing::debug!(total, "cart line updated");
+    let mut events = OutboxRows::default();
+    events.push(&Envelope::new(SOURCE, event))?;
+    // The line and its event in one statement (atomic without a transaction).
+    let query = sqlx::query(sqlx::AssertSqlSafe(ADD_SQL.as_str()))
+        .bind(user.user_id)
+        .bind(product.id)
+        .bind(product.sku.as_str())
+        .bind(quantity.get() as i32);
+    events
+        .fetch_count(query, &app.pool)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_check_violation() => {
+                Problem::invalid("quantity", "at most 100 of one product in a cart")
+            }
+            _ => Problem::internal(e),
+        })?;
     priced(&app, &user, None).await
 }
 

@@ -1,11 +1,24 @@
 //! Reading a cart priced from the catalog.
 
-use events::{Money, Quantity, Sku};
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use events::{Currency, Money, Quantity, Sku};
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
+use sqlx::types::Json;
+use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use crate::catalog::store::products_by_id;
+use crate::pricing::store::Promotion;
+
+/// What a cart line needs of its product.
+struct Priced {
+    sku: Sku,
+    category: String,
+    names: BTreeMap<String, String>,
+    price: Money,
+    weight_grams: i32,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CartLine {
@@ -56,32 +69,72 @@ fn add(acc: Option<Money>, m: Money) -> Result<Option<Money>, CartError> {
     }))
 }
 
+/// The statement of [`load`]: the live promotions, and the cart's lines with their products
+/// (NULL when no longer for sale), one round trip. There is always a first row: an empty
+/// cart gives one with NULL lines, so the coupon is checked all the same.
+static LOAD_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT promos.live, i.product_id, i.quantity, p.sku, p.category, p.names, p.price_minor,
+                p.currency, p.weight_grams
+         FROM (SELECT {} AS live) promos
+         LEFT JOIN (carts.items i
+                    LEFT JOIN catalog.products p ON p.id = i.product_id AND p.status = 'active')
+                ON i.user_id = $1
+         ORDER BY i.added_at, i.product_id",
+        crate::pricing::store::live_json_sql(2)
+    )
+});
+
 /// The user's cart at current catalog prices, less live promotions (and the coupon's).
 pub async fn load(pool: &PgPool, user: Uuid, coupon: Option<&str>) -> Result<Cart, CartError> {
-    let promos = crate::pricing::store::live(pool, coupon)
-        .await?
+    let code = coupon.map(crate::pricing::store::coupon_code);
+    let rows = sqlx::query(sqlx::AssertSqlSafe(LOAD_SQL.as_str()))
+        .bind(user)
+        .bind(&code)
+        .fetch_all(pool)
+        .await?;
+    let promos: Vec<Promotion> = match rows.first() {
+        Some(row) => row.try_get::<Json<Vec<Promotion>>, _>("live")?.0,
+        None => Vec::new(),
+    };
+    crate::pricing::store::check_coupon(code.as_deref(), &promos)
         .map_err(|()| CartError::InvalidCoupon)?;
-    let items: Vec<(Uuid, i32)> =
-        sqlx::query_as("SELECT product_id, quantity FROM carts.items WHERE user_id = $1 ORDER BY added_at, product_id")
-            .bind(user)
-            .fetch_all(pool)
-            .await?;
-    let ids: Vec<Uuid> = items.iter().map(|i| i.0).collect();
-    let products = products_by_id(pool, &ids).await?;
+    let mut items = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let Some(id) = row.try_get::<Option<Uuid>, _>("product_id")? else {
+            continue; // the empty cart's row
+        };
+        let qty: i32 = row.try_get("quantity")?;
+        let product = match row.try_get::<Option<String>, _>("sku")? {
+            None => None,
+            Some(sku) => {
+                let decode = |e: events::ValueError| sqlx::Error::Decode(Box::new(e));
+                let currency: String = row.try_get("currency")?;
+                Some(Priced {
+                    sku: Sku::parse(sku).map_err(decode)?,
+                    category: row.try_get("category")?,
+                    names: row.try_get::<Json<BTreeMap<String, String>>, _>("names")?.0,
+                    price: Money::new(
+                        row.try_get("price_minor")?,
+                        Currency::parse(&currency).map_err(decode)?,
+                    ),
+                    weight_grams: row.try_get("weight_grams")?,
+                })
+            }
+        };
+        items.push((id, qty, product));
+    }
     let mut lines = Vec::new();
     let mut unavailable = Vec::new();
     let (mut subtotal, mut discount, mut total) = (None, None, None);
     let mut count = 0u32;
-    for (id, qty) in items {
-        let (Some(p), Some(quantity)) = (
-            products.iter().find(|p| p.id == id),
-            Quantity::new(qty as u32),
-        ) else {
+    for (id, qty, product) in items {
+        let (Some(p), Some(quantity)) = (product, Quantity::new(qty as u32)) else {
             unavailable.push(id);
             continue;
         };
         let off =
-            crate::pricing::store::best_discount(&promos, p.id, &p.category, p.price.amount_minor);
+            crate::pricing::store::best_discount(&promos, id, &p.category, p.price.amount_minor);
         let unit_discount = Money::new(off, p.price.currency);
         let gross = p
             .price
@@ -99,7 +152,7 @@ pub async fn load(pool: &PgPool, user: Uuid, coupon: Option<&str>) -> Result<Car
         count += quantity.get();
         lines.push(CartLine {
             product_id: id,
-            sku: p.sku.clone(),
+            sku: p.sku,
             title: p
                 .names
                 .get("en")
@@ -119,7 +172,7 @@ pub async fn load(pool: &PgPool, user: Uuid, coupon: Option<&str>) -> Result<Car
         subtotal,
         discount,
         total,
-        coupon: coupon.map(|c| c.trim().to_uppercase()),
+        coupon: code,
         item_count: count,
     })
 }

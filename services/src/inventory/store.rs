@@ -1,17 +1,18 @@
 //! Stock operations, called by the inventory routes and by the checkout saga. Every function
-//! runs on the caller's transaction and writes its events to the outbox in it (`commit` hands
-//! them to the caller, who writes them with its own change).
+//! runs on the caller's transaction and writes its events to the outbox in it, or gives the
+//! parts of a statement (`Hold`, `sell_sql`) for the caller to run with its own change.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use events::domain::inventory::{
     InventoryAdjusted, InventoryReleased, InventoryReserved, ReleaseReason,
 };
-use events::{Envelope, Sku};
+use events::{DomainEvent, Envelope, Sku};
 use ingest::outbox::{OutboxError, OutboxRows, enqueue};
-use sqlx::{PgConnection, PgPool};
+use sqlx::postgres::PgArguments;
+use sqlx::{PgConnection, PgPool, Postgres};
 use uuid::Uuid;
 
 const SOURCE: &str = "/shopstream/inventory";
@@ -77,6 +78,79 @@ pub async fn adjust(
     Ok(on_hand)
 }
 
+/// A hold of one line's units for an order: its stock, its reservation row and its event,
+/// as parts of a statement (the saga places a one-line order and holds its stock in one).
+pub struct Hold {
+    id: Uuid,
+    order_id: Uuid,
+    sku: Sku,
+    quantity: NonZeroU32,
+    expires_at: DateTime<Utc>,
+}
+
+impl Hold {
+    pub fn new(order_id: Uuid, sku: Sku, quantity: NonZeroU32, ttl: Duration) -> Hold {
+        Hold {
+            id: Uuid::now_v7(),
+            order_id,
+            sku,
+            quantity,
+            expires_at: Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default(),
+        }
+    }
+
+    /// The CTEs `held` (the stock row, when enough is free; only if the CTE named `guard`
+    /// returned a row) and `reservation`, from the parameters `$first`..`$first+5` (bind
+    /// them with [`Hold::bind`]). The event ([`Hold::event`]) belongs under `held`.
+    pub fn sql(first: usize, guard: Option<&str>) -> String {
+        let p = |i: usize| first + i;
+        let only_if = guard
+            .map(|g| format!(" AND EXISTS (SELECT 1 FROM {g})"))
+            .unwrap_or_default();
+        format!(
+            "held AS (
+                UPDATE inventory.stock SET reserved = reserved + ${q}
+                WHERE sku = ${sku} AND on_hand - reserved >= ${q}{only_if} RETURNING sku),
+             reservation AS (
+                INSERT INTO inventory.reservations (id, order_id, sku, quantity, expires_at)
+                SELECT ${id}, ${order}, sku, ${q32}, ${expires} FROM held)",
+            sku = p(0),
+            q = p(1),
+            id = p(2),
+            order = p(3),
+            q32 = p(4),
+            expires = p(5),
+        )
+    }
+
+    pub fn event(&self) -> Envelope {
+        Envelope::new(
+            SOURCE,
+            InventoryReserved {
+                reservation_id: self.id,
+                order_id: self.order_id,
+                sku: self.sku.clone(),
+                quantity: self.quantity,
+                expires_at: self.expires_at,
+            },
+        )
+    }
+
+    /// Binds the six parameters of [`Hold::sql`], next in the query's parameters.
+    pub fn bind<'q>(
+        &self,
+        q: sqlx::query::Query<'q, Postgres, PgArguments>,
+    ) -> sqlx::query::Query<'q, Postgres, PgArguments> {
+        let units = i64::from(self.quantity.get());
+        q.bind(self.sku.as_str().to_owned())
+            .bind(units)
+            .bind(self.id)
+            .bind(self.order_id)
+            .bind(units as i32)
+            .bind(self.expires_at)
+    }
+}
+
 /// Holds units of every line for an order until `ttl` passes, or fails as a whole.
 /// Lines are taken in SKU order so concurrent orders cannot deadlock. Each line is one
 /// statement (the stock, its reservation and its event together), so a one-line order is
@@ -89,39 +163,16 @@ pub async fn reserve(
 ) -> Result<(), InventoryError> {
     let mut sorted: Vec<&(Sku, NonZeroU32)> = lines.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
-    let expires_at = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default();
     let sql = format!(
-        "WITH held AS (
-            UPDATE inventory.stock SET reserved = reserved + $2
-            WHERE sku = $1 AND on_hand - reserved >= $2 RETURNING sku),
-         reservation AS (
-            INSERT INTO inventory.reservations (id, order_id, sku, quantity, expires_at)
-            SELECT $3, $4, sku, $5, $6 FROM held),
-         events AS ({})
-         SELECT count(*) FROM held",
+        "WITH {}, events AS ({}) SELECT count(*) FROM held",
+        Hold::sql(1, None),
         OutboxRows::sql(7, Some("held"))
     );
     for (sku, qty) in sorted {
-        let q = i64::from(qty.get());
-        let id = Uuid::now_v7();
+        let hold = Hold::new(order_id, sku.clone(), *qty, ttl);
         let mut events = OutboxRows::default();
-        events.push(&Envelope::new(
-            SOURCE,
-            InventoryReserved {
-                reservation_id: id,
-                order_id,
-                sku: sku.clone(),
-                quantity: *qty,
-                expires_at,
-            },
-        ))?;
-        let query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-            .bind(sku.as_str())
-            .bind(q)
-            .bind(id)
-            .bind(order_id)
-            .bind(q as i32)
-            .bind(expires_at);
+        events.push(&hold.event())?;
+        let query = hold.bind(sqlx::query(sqlx::AssertSqlSafe(sql.clone())));
         let held: i64 = events.fetch_count(query, &mut *conn).await?;
         if held == 0 {
             return Err(InventoryError::OutOfStock(sku.clone()));
@@ -165,38 +216,59 @@ pub async fn release(
     Ok(held.len() as u32)
 }
 
-/// Turns an order's held units into sold ones: they leave stock for good. One statement;
-/// the events (one adjustment per SKU) are added to `events`, which the caller writes in
-/// the same transaction.
-pub async fn commit(
-    conn: &mut PgConnection,
-    order_id: Uuid,
-    events: &mut OutboxRows,
-) -> Result<(), InventoryError> {
-    let sold: Vec<(String, i32, i64)> = sqlx::query_as(
-        "WITH held AS (
+/// The sale of an order's held units, as parts of the caller's statement (the saga's
+/// confirmation): the CTEs `held` and `sold` run when the CTE named `guard` returned a row;
+/// `$order_param` holds the order id. The units leave stock for good.
+pub fn sell_sql(order_param: usize, guard: &str) -> String {
+    format!(
+        "held AS (
             UPDATE inventory.reservations SET state = 'committed'
-            WHERE order_id = $1 AND state = 'held' RETURNING sku, quantity)
-         UPDATE inventory.stock s
+            WHERE order_id = ${order_param} AND state = 'held' AND EXISTS (SELECT 1 FROM {guard})
+            RETURNING sku, quantity),
+         sold AS (
+            UPDATE inventory.stock s
             SET on_hand = s.on_hand - held.quantity, reserved = s.reserved - held.quantity
-         FROM held WHERE s.sku = held.sku
-         RETURNING s.sku, held.quantity, s.on_hand",
+            FROM held WHERE s.sku = held.sku
+            RETURNING s.sku, s.on_hand)"
     )
-    .bind(order_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    for (sku, qty, on_hand) in sold {
-        if let Ok(sku) = Sku::parse(sku) {
-            let event = InventoryAdjusted {
-                sku,
-                delta: -i64::from(qty),
-                on_hand_after: on_hand,
+}
+
+/// Pushes the events of a sale ([`sell_sql`]), one adjustment per line. Their level after
+/// the sale is only known to the statement: write them with [`sale_outbox_sql`].
+pub fn push_sale_events(
+    events: &mut OutboxRows,
+    order_id: Uuid,
+    lines: &[(Sku, NonZeroU32)],
+) -> Result<(), OutboxError> {
+    for (sku, qty) in lines {
+        events.push(&Envelope::new(
+            SOURCE,
+            InventoryAdjusted {
+                sku: sku.clone(),
+                delta: -i64::from(qty.get()),
+                on_hand_after: 0, // the statement writes the level it leaves
                 reason: format!("sold (order {order_id})"),
-            };
-            events.push(&Envelope::new(SOURCE, event))?;
-        }
+            },
+        ))?;
     }
     Ok(())
+}
+
+/// The outbox part of a statement with a sale ([`sell_sql`]), for all of its events: each
+/// sale event is written only if its SKU was sold, with the stock level the sale left; the
+/// other events as they are. Every row only when the CTE named `guard` returned a row.
+pub fn sale_outbox_sql(first: usize, guard: &str) -> String {
+    let adjusted = <InventoryAdjusted as DomainEvent>::TYPE;
+    OutboxRows::sql_joined(
+        first,
+        &format!("LEFT JOIN sold ON e.event_type = '{adjusted}' AND sold.sku = e.key"),
+        "CASE WHEN sold.sku IS NULL THEN e.payload
+              ELSE convert_to(jsonb_set(convert_from(e.payload, 'UTF8')::jsonb,
+                                        '{on_hand_after}', to_jsonb(sold.on_hand))::text, 'UTF8') END",
+        &format!(
+            "EXISTS (SELECT 1 FROM {guard}) AND (e.event_type <> '{adjusted}' OR sold.sku IS NOT NULL)"
+        ),
+    )
 }
 
 /// Releases reservations whose time ran out (an abandoned or crashed checkout).

@@ -1,6 +1,9 @@
-//! The checkout saga. Each step is its own transaction in its own schema (as if the services
-//! ran apart), and each writes its events to the outbox with its change.
+//! The checkout saga: place the order and hold its stock, authorize the payment, book the
+//! shipment, confirm. Each step that writes is one statement (or one transaction) with its
+//! events in the outbox, and every failure is compensated (stock released, payment voided,
+//! order cancelled). The confirmation writes the shipment, capture, sale and order together.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use events::domain::inventory::ReleaseReason;
@@ -16,14 +19,74 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::cart;
 use crate::http::{FieldError, Problem};
-use crate::inventory::store::{self as inventory, InventoryError};
+use crate::inventory::store::{self as inventory, Hold, InventoryError};
 use crate::payments::card::CardNumber;
 use crate::payments::store::{self as payments, Authorization};
-use crate::shipping::store::{self as shipping, ShippingError};
+use crate::shipping::store::{self as shipping, NewShipment, ShippingError};
 
 const SOURCE: &str = "/shopstream/orders";
 /// How long stock stays reserved for an unfinished checkout.
 pub const RESERVATION_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// The order, its lines and history (`$1`..`$15`) for [`PLACE_SQL`] and [`PLACE_AND_HOLD_SQL`].
+const PLACED: &str = "placed AS (
+        INSERT INTO orders.orders (id, customer_id, idempotency_key, status, currency, subtotal_minor,
+            shipping_minor, total_minor, billing_country, shipping_country, discount_minor, coupon)
+        VALUES ($1, $2, $3, 'placed', $4, $5, $6, $7, $8, $9, $10, $11)
+        ON CONFLICT (customer_id, idempotency_key) DO NOTHING RETURNING id),
+     lines AS (
+        INSERT INTO orders.lines (order_id, product_id, sku, quantity, unit_price_minor)
+        SELECT placed.id, l.product_id, l.sku, l.quantity, l.price
+        FROM placed, unnest($12::uuid[], $13::text[], $14::int[], $15::bigint[])
+             AS l(product_id, sku, quantity, price)),
+     history AS (INSERT INTO orders.history (order_id, status) SELECT id, 'placed' FROM placed)";
+
+/// Places an order (nothing when its idempotency key has one): counts placed and held (0).
+static PLACE_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH {PLACED}, events AS ({}) SELECT (SELECT count(*) FROM placed), 0::bigint",
+        OutboxRows::sql(16, Some("placed"))
+    )
+});
+
+/// Places a one-line order and holds its stock (`$16`..`$21`) when there is enough; the
+/// order's event is written if it was placed, the hold's if the stock was held.
+static PLACE_AND_HOLD_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH {PLACED}, {}, events AS ({})
+         SELECT (SELECT count(*) FROM placed), (SELECT count(*) FROM held)",
+        Hold::sql(16, Some("placed")),
+        OutboxRows::sql_joined(
+            22,
+            "",
+            "e.payload",
+            "CASE WHEN e.n = 1 THEN EXISTS (SELECT 1 FROM placed) ELSE EXISTS (SELECT 1 FROM held) END"
+        )
+    )
+});
+
+/// Confirms an order whose payment is authorized (`$1` order, `$2` payment, `$3` shipment,
+/// `$4` customer, the shipment's row `$5`..`$14`, the events from `$15`); all of it or,
+/// when the payment is not authorized, nothing. Counts the payments captured.
+static CONFIRM_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH captured AS (
+            UPDATE payments.payments SET status = 'captured', updated_at = now()
+            WHERE order_id = $1 AND status = 'authorized' RETURNING id),
+         {},
+         confirmed AS (
+            UPDATE orders.orders SET status = 'confirmed', payment_id = $2, shipment_id = $3, updated_at = now()
+            WHERE id = $1 AND EXISTS (SELECT 1 FROM captured) RETURNING id),
+         history AS (INSERT INTO orders.history (order_id, status) SELECT id, 'confirmed' FROM confirmed),
+         emptied AS (DELETE FROM carts.items WHERE user_id = $4 AND EXISTS (SELECT 1 FROM captured)),
+         {},
+         events AS ({})
+         SELECT count(*) FROM captured",
+        NewShipment::sql(5, "captured"),
+        inventory::sell_sql(1, "captured"),
+        inventory::sale_outbox_sql(15, "captured")
+    )
+});
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -254,6 +317,8 @@ pub async fn checkout(
         .ok_or_else(|| Problem::internal("overflow"))?;
 
     // 1. Place the order: the order, its lines, its history and its event in one statement.
+    // 2. Hold the stock: a one-line order's in that same statement (atomic alone), more
+    //    lines' after it in one transaction.
     let order_id = Uuid::now_v7();
     let lines: Vec<OrderLine> = cart
         .lines
@@ -268,6 +333,15 @@ pub async fn checkout(
             ),
         })
         .collect();
+    let wanted: Vec<(Sku, Quantity)> = cart
+        .lines
+        .iter()
+        .map(|l| (l.sku.clone(), l.quantity))
+        .collect();
+    let hold = match wanted.as_slice() {
+        [(sku, qty)] => Some(Hold::new(order_id, sku.clone(), *qty, RESERVATION_TTL)),
+        _ => None,
+    };
     let event = OrderPlaced {
         order_id,
         customer_id,
@@ -291,59 +365,66 @@ pub async fn checkout(
     };
     let mut events = OutboxRows::default();
     events.push(&Envelope::new(SOURCE, event))?;
-    let query = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "WITH placed AS (
-            INSERT INTO orders.orders (id, customer_id, idempotency_key, status, currency, subtotal_minor,
-                shipping_minor, total_minor, billing_country, shipping_country, discount_minor, coupon)
-            VALUES ($1, $2, $3, 'placed', $4, $5, $6, $7, $8, $9, $10, $11)
-            ON CONFLICT (customer_id, idempotency_key) DO NOTHING RETURNING id),
-         lines AS (
-            INSERT INTO orders.lines (order_id, product_id, sku, quantity, unit_price_minor)
-            SELECT placed.id, l.product_id, l.sku, l.quantity, l.price
-            FROM placed, unnest($12::uuid[], $13::text[], $14::int[], $15::bigint[])
-                 AS l(product_id, sku, quantity, price)),
-         history AS (INSERT INTO orders.history (order_id, status) SELECT id, 'placed' FROM placed),
-         events AS ({})
-         SELECT count(*) FROM placed",
-        OutboxRows::sql(16, Some("placed"))
-    )))
-    .bind(order_id)
-    .bind(customer_id)
-    .bind(key)
-    .bind(subtotal.currency.as_str())
-    .bind(subtotal.amount_minor)
-    .bind(shipping_cost.amount_minor)
-    .bind(total.amount_minor)
-    .bind(billing.as_str())
-    .bind(ship_to.as_str())
-    .bind(discount.amount_minor)
-    .bind(&cart.coupon)
-    .bind(lines.iter().map(|l| l.product_id).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.sku.as_str()).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.quantity.get() as i32).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.unit_price.amount_minor).collect::<Vec<_>>());
-    let placed: i64 = events.fetch_count(query, &app.pool).await?;
+    if let Some(hold) = &hold {
+        events.push(&hold.event())?;
+    }
+    let sql = if hold.is_some() {
+        &*PLACE_AND_HOLD_SQL
+    } else {
+        &*PLACE_SQL
+    };
+    let query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+        .bind(order_id)
+        .bind(customer_id)
+        .bind(key)
+        .bind(subtotal.currency.as_str())
+        .bind(subtotal.amount_minor)
+        .bind(shipping_cost.amount_minor)
+        .bind(total.amount_minor)
+        .bind(billing.as_str())
+        .bind(ship_to.as_str())
+        .bind(discount.amount_minor)
+        .bind(&cart.coupon)
+        .bind(lines.iter().map(|l| l.product_id).collect::<Vec<_>>())
+        .bind(lines.iter().map(|l| l.sku.as_str()).collect::<Vec<_>>())
+        .bind(
+            lines
+                .iter()
+                .map(|l| l.quantity.get() as i32)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            lines
+                .iter()
+                .map(|l| l.unit_price.amount_minor)
+                .collect::<Vec<_>>(),
+        );
+    let query = match &hold {
+        Some(hold) => hold.bind(query),
+        None => query,
+    };
+    let row = events.bind(query).fetch_one(&app.pool).await?;
+    let (placed, held): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
     if placed == 0 {
         // The same key raced in concurrently; that request owns the order.
         return Box::pin(checkout(app, buyer, key, req)).await;
     }
-
-    // 2. Reserve stock.
-    let wanted: Vec<(Sku, Quantity)> = cart
-        .lines
-        .iter()
-        .map(|l| (l.sku.clone(), l.quantity))
-        .collect();
-    // One line is one statement, atomic alone; more lines need the transaction.
-    let mut tx = if wanted.len() > 1 {
-        Step::Tx(app.pool.begin().await?)
-    } else {
-        Step::Conn(app.pool.acquire().await?)
+    let reserved = match &hold {
+        Some(_) if held == 1 => Ok(()),
+        Some(_) => Err(InventoryError::OutOfStock(wanted[0].0.clone())),
+        None => {
+            let mut tx = app.pool.begin().await?;
+            let r = inventory::reserve(&mut tx, order_id, &wanted, RESERVATION_TTL).await;
+            match r {
+                Ok(()) => tx.commit().await?,
+                Err(_) => tx.rollback().await?,
+            }
+            r
+        }
     };
-    match inventory::reserve(tx.conn(), order_id, &wanted, RESERVATION_TTL).await {
-        Ok(()) => tx.commit().await?,
+    match reserved {
+        Ok(()) => {}
         Err(InventoryError::OutOfStock(sku)) => {
-            tx.rollback().await?;
             cancel(
                 app,
                 order_id,
@@ -355,7 +436,6 @@ pub async fn checkout(
             return finish(app, order_id).await;
         }
         Err(e) => {
-            tx.rollback().await?;
             cancel(
                 app,
                 order_id,
@@ -369,8 +449,16 @@ pub async fn checkout(
     }
 
     // 3. Authorize the payment.
-    let auth =
-        payments::authorize(&app.pool, &app.gateway, order_id, customer_id, total, &card).await;
+    let auth = payments::authorize(
+        &app.pool,
+        &app.gateway,
+        order_id,
+        customer_id,
+        true,
+        total,
+        &card,
+    )
+    .await;
     let authorized = match auth {
         Ok(Authorization::Authorized { payment_id }) => Ok(payment_id),
         Ok(Authorization::Declined { reason, .. }) => {
@@ -391,13 +479,9 @@ pub async fn checkout(
         }
     };
 
-    // 4. Create the shipment (one statement).
-    let created = {
-        let mut conn = app.pool.acquire().await?;
-        shipping::create(&mut conn, order_id, customer_id, &ship_to, weight).await
-    };
-    let shipment_id = match created {
-        Ok(id) => id,
+    // 4. Book the shipment with the carrier; it is written with the confirmation.
+    let shipment = match NewShipment::book(order_id, customer_id, &ship_to, weight) {
+        Ok(s) => s,
         Err(e) => {
             let detail = match &e {
                 ShippingError::Refused(why) => (*why).to_owned(),
@@ -419,14 +503,14 @@ pub async fn checkout(
             return finish(app, order_id).await;
         }
     };
+    let shipment_id = shipment.id;
 
-    // 5. Confirm: stock leaves, payment is captured, cart is emptied. Two statements: the
-    // stock (whose levels its events carry), then the rest with every event.
-    let mut tx = app.pool.begin().await?;
+    // 5. Confirm, in one statement that does all or nothing: the payment is captured, the
+    // shipment written, the stock leaves, the order is confirmed and the cart emptied, with
+    // every event (the stock's carry the levels the statement leaves).
     let mut events = OutboxRows::default();
-    inventory::commit(&mut tx, order_id, &mut events)
-        .await
-        .map_err(Problem::internal)?;
+    events.push(&shipment.event())?;
+    inventory::push_sale_events(&mut events, order_id, &wanted)?;
     events.push(&Envelope::new(
         SOURCE,
         OrderConfirmed {
@@ -437,31 +521,17 @@ pub async fn checkout(
             total,
         },
     ))?;
-    let query = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "WITH captured AS (
-            UPDATE payments.payments SET status = 'captured', updated_at = now()
-            WHERE order_id = $1 AND status = 'authorized' RETURNING id),
-         confirmed AS (
-            UPDATE orders.orders SET status = 'confirmed', payment_id = $2, shipment_id = $3, updated_at = now()
-            WHERE id = $1 AND EXISTS (SELECT 1 FROM captured) RETURNING id),
-         history AS (INSERT INTO orders.history (order_id, status) SELECT id, 'confirmed' FROM confirmed),
-         emptied AS (DELETE FROM carts.items WHERE user_id = $4 AND EXISTS (SELECT 1 FROM confirmed)),
-         events AS ({})
-         SELECT count(*) FROM captured",
-        OutboxRows::sql(5, Some("confirmed"))
-    )))
-    .bind(order_id)
-    .bind(payment_id)
-    .bind(shipment_id)
-    .bind(customer_id);
-    let captured: i64 = events.fetch_count(query, &mut *tx).await?;
+    let query = sqlx::query(sqlx::AssertSqlSafe(CONFIRM_SQL.as_str()))
+        .bind(order_id)
+        .bind(payment_id)
+        .bind(shipment_id)
+        .bind(customer_id);
+    let captured: i64 = events.fetch_count(shipment.bind(query), &app.pool).await?;
     if captured == 0 {
-        // Dropping the transaction rolls the stock back.
         return Err(Problem::internal(format!(
             "payment of order {order_id} is not authorized; cannot capture"
         )));
     }
-    tx.commit().await?;
     metrics::counter!("shopstream_checkouts_total", "result" => "confirmed").increment(1);
     // The view from what was just written, without reading it back (the lines in SKU order,
     // as `load_order` gives them).
@@ -490,36 +560,6 @@ pub async fn checkout(
         shipment_id: Some(shipment_id),
     };
     Ok((true, view))
-}
-
-/// A saga step's connection: a transaction when the step takes several statements, a plain
-/// connection when it is one (atomic alone).
-enum Step {
-    Tx(sqlx::Transaction<'static, sqlx::Postgres>),
-    Conn(sqlx::pool::PoolConnection<sqlx::Postgres>),
-}
-
-impl Step {
-    fn conn(&mut self) -> &mut PgConnection {
-        match self {
-            Step::Tx(tx) => tx,
-            Step::Conn(c) => c,
-        }
-    }
-
-    async fn commit(self) -> Result<(), sqlx::Error> {
-        match self {
-            Step::Tx(tx) => tx.commit().await,
-            Step::Conn(_) => Ok(()),
-        }
-    }
-
-    async fn rollback(self) -> Result<(), sqlx::Error> {
-        match self {
-            Step::Tx(tx) => tx.rollback().await,
-            Step::Conn(_) => Ok(()),
-        }
-    }
 }
 
 async fn finish(app: &AppState, order_id: Uuid) -> Result<(bool, OrderView), Problem> {

@@ -1,7 +1,6 @@
 //! Which promotion applies to a product, and the discount it gives.
 
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -33,24 +32,30 @@ impl Promotion {
     }
 }
 
-/// Live promotions: the automatic ones, plus the coupon's when `coupon` names a live one.
-/// `Err(())` when a coupon was given that is unknown, inactive or outside its dates.
-pub async fn live(
-    pool: &PgPool,
-    coupon: Option<&str>,
-) -> Result<Result<Vec<Promotion>, ()>, sqlx::Error> {
-    let code = coupon.map(|c| c.trim().to_uppercase());
-    let promos: Vec<Promotion> = sqlx::query_as(
-        "SELECT id, name, kind, value, product_id, category, coupon_code FROM pricing.promotions
-         WHERE active AND now() >= starts_at AND now() < ends_at AND (coupon_code IS NULL OR coupon_code = $1)",
+/// Live promotions (the automatic ones, plus the coupon's when `$coupon_param` names a live
+/// one) as one JSON array: a scalar subquery for a caller's statement, so that a cart reads
+/// its prices and promotions in one round trip. Bind the code as [`coupon_code`] gives it.
+pub fn live_json_sql(coupon_param: usize) -> String {
+    format!(
+        "(SELECT coalesce(json_agg(p ORDER BY p.id), '[]') FROM (
+            SELECT id, name, kind, value, product_id, category, coupon_code FROM pricing.promotions
+            WHERE active AND now() >= starts_at AND now() < ends_at
+              AND (coupon_code IS NULL OR coupon_code = ${coupon_param})) p)"
     )
-    .bind(&code)
-    .fetch_all(pool)
-    .await?;
-    if code.is_some() && !promos.iter().any(|p| p.coupon_code.is_some()) {
-        return Ok(Err(()));
+}
+
+/// A coupon code as promotions store it.
+pub fn coupon_code(coupon: &str) -> String {
+    coupon.trim().to_uppercase()
+}
+
+/// `Err(())` when a coupon was given and none of the live promotions is its (it is
+/// unknown, inactive or outside its dates).
+pub fn check_coupon(coupon: Option<&str>, live: &[Promotion]) -> Result<(), ()> {
+    if coupon.is_some() && !live.iter().any(|p| p.coupon_code.is_some()) {
+        return Err(());
     }
-    Ok(Ok(promos))
+    Ok(())
 }
 
 /// The best discount per unit among `promos` for a product.

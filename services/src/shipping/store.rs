@@ -3,9 +3,10 @@
 use chrono::Utc;
 use events::domain::shipping::{ShipmentCreated, ShipmentDelivered};
 use events::{Country, Currency, Envelope, Money};
-use ingest::outbox::{OutboxError, OutboxRows, enqueue};
+use ingest::outbox::{OutboxError, enqueue};
 use rand::Rng;
-use sqlx::{PgConnection, PgPool};
+use sqlx::postgres::PgArguments;
+use sqlx::{PgPool, Postgres};
 use uuid::Uuid;
 
 const SOURCE: &str = "/shopstream/shipping";
@@ -67,65 +68,91 @@ pub fn quote(weight_grams: u32, country: &Country) -> Result<Quote, ShippingErro
 /// Heaviest parcel the simulated carrier books; quotes do not check it, like real rate APIs.
 pub const MAX_PARCEL_GRAMS: u32 = 31_500;
 
-/// Creates the shipment of an order (once: a second call returns the first shipment).
-pub async fn create(
-    conn: &mut PgConnection,
+/// A shipment the carrier has accepted (quoted, within its limits), not yet written: its row
+/// and event as parts of a statement (the saga writes it with the order's confirmation).
+pub struct NewShipment {
+    pub id: Uuid,
     order_id: Uuid,
     customer_id: Uuid,
-    country: &Country,
+    country: Country,
+    quote: Quote,
     weight_grams: u32,
-) -> Result<Uuid, ShippingError> {
-    let q = quote(weight_grams, country)?;
-    if weight_grams > MAX_PARCEL_GRAMS {
-        return Err(ShippingError::Refused("parcel over 31.5 kg"));
+    tracking: String,
+}
+
+impl NewShipment {
+    /// Books a parcel with the carrier (the simulator): refused when it cannot ship it.
+    pub fn book(
+        order_id: Uuid,
+        customer_id: Uuid,
+        country: &Country,
+        weight_grams: u32,
+    ) -> Result<NewShipment, ShippingError> {
+        let quote = quote(weight_grams, country)?;
+        if weight_grams > MAX_PARCEL_GRAMS {
+            return Err(ShippingError::Refused("parcel over 31.5 kg"));
+        }
+        Ok(NewShipment {
+            id: Uuid::now_v7(),
+            order_id,
+            customer_id,
+            country: country.clone(),
+            quote,
+            weight_grams,
+            tracking: format!("SIM{:09}", rand::rng().random_range(0..1_000_000_000u32)),
+        })
     }
-    let id = Uuid::now_v7();
-    let tracking = format!("SIM{:09}", rand::rng().random_range(0..1_000_000_000u32));
-    let event = ShipmentCreated {
-        shipment_id: id,
-        order_id,
-        customer_id,
-        carrier: CARRIER.into(),
-        service_level: "standard".into(),
-        destination_country: country.clone(),
-        zone: q.zone,
-        weight_grams,
-        cost: q.cost,
-        tracking_number: tracking.clone(),
-    };
-    let mut events = OutboxRows::default();
-    events.push(&Envelope::new(SOURCE, event))?;
-    // The shipment and its event in one statement; an order's second call creates nothing.
-    let query = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "WITH shipment AS (
-            INSERT INTO shipping.shipments
-              (id, order_id, customer_id, carrier, service_level, country, zone, weight_grams, cost_minor, currency, tracking_number)
-            VALUES ($1, $2, $3, $4, 'standard', $5, $6, $7, $8, $9, $10)
-            ON CONFLICT (order_id) DO NOTHING RETURNING id),
-         events AS ({})
-         SELECT count(*) FROM shipment",
-        OutboxRows::sql(11, Some("shipment"))
-    )))
-    .bind(id)
-    .bind(order_id)
-    .bind(customer_id)
-    .bind(CARRIER)
-    .bind(country.as_str())
-    .bind(i16::from(q.zone))
-    .bind(weight_grams as i32)
-    .bind(q.cost.amount_minor)
-    .bind(q.cost.currency.as_str())
-    .bind(&tracking);
-    let created: i64 = events.fetch_count(query, &mut *conn).await?;
-    if created == 0 {
-        let first: Uuid =
-            sqlx::query_scalar("SELECT id FROM shipping.shipments WHERE order_id = $1")
-                .bind(order_id)
-                .fetch_one(&mut *conn)
-                .await?;
-        return Ok(first);
+
+    pub fn event(&self) -> Envelope {
+        Envelope::new(
+            SOURCE,
+            ShipmentCreated {
+                shipment_id: self.id,
+                order_id: self.order_id,
+                customer_id: self.customer_id,
+                carrier: CARRIER.into(),
+                service_level: "standard".into(),
+                destination_country: self.country.clone(),
+                zone: self.quote.zone,
+                weight_grams: self.weight_grams,
+                cost: self.quote.cost,
+                tracking_number: self.tracking.clone(),
+            },
+        )
     }
-    Ok(id)
+
+    /// The CTE `shipment` inserting the row when the CTE named `guard` returned a row, from
+    /// the parameters `$first`..`$first+9` (bind them with [`NewShipment::bind`]). An order
+    /// has one shipment: a second fails the statement.
+    pub fn sql(first: usize, guard: &str) -> String {
+        let p: Vec<String> = (first..first + 10).map(|i| format!("${i}")).collect();
+        format!(
+            "shipment AS (
+                INSERT INTO shipping.shipments
+                  (id, order_id, customer_id, carrier, service_level, country, zone, weight_grams,
+                   cost_minor, currency, tracking_number)
+                SELECT {}, {}, {}, {}, 'standard', {}, {}, {}, {}, {}, {} FROM {guard}
+                RETURNING id)",
+            p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9]
+        )
+    }
+
+    /// Binds the ten parameters of [`NewShipment::sql`], next in the query's parameters.
+    pub fn bind<'q>(
+        &self,
+        q: sqlx::query::Query<'q, Postgres, PgArguments>,
+    ) -> sqlx::query::Query<'q, Postgres, PgArguments> {
+        q.bind(self.id)
+            .bind(self.order_id)
+            .bind(self.customer_id)
+            .bind(CARRIER)
+            .bind(self.country.as_str().to_owned())
+            .bind(i16::from(self.quote.zone))
+            .bind(self.weight_grams as i32)
+            .bind(self.quote.cost.amount_minor)
+            .bind(self.quote.cost.currency.as_str())
+            .bind(self.tracking.clone())
+    }
 }
 
 /// Moves a shipment one step along its tracking; returns the new status.

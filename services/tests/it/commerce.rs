@@ -374,6 +374,84 @@ async fn a_checkout_confirms_and_a_retry_returns_the_same_order(pool: PgPool) {
     );
 }
 
+/// A cart of several products: all of it is held and sold, each SKU's sale event carries the
+/// level the confirmation left; when one line is short, nothing of the order is held.
+#[sqlx::test(migrations = false)]
+async fn a_cart_of_several_products_checks_out_whole_or_not_at_all(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let (_, vendor) = app.quick_user("vendor").await;
+    let mug = product(&app, &vendor, "MUG-1", 900, 5, 300).await;
+    let tea = product(&app, &vendor, "TEA-1", 450, 1, 100).await;
+    let (_, buyer) = app.quick_user("customer").await;
+    add_to_cart(&app, &buyer, &mug, 2).await;
+    let cart = add_to_cart(&app, &buyer, &tea, 1).await;
+    assert_eq!(cart["item_count"], 3);
+    let before = event_types(&app).await.len();
+
+    let (status, order) = checkout(&app, &buyer, "two-lines", GOOD_CARD, "DE").await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    assert_eq!(order["status"], "confirmed", "{order}");
+    assert_eq!(order["lines"].as_array().unwrap().len(), 2);
+    assert_eq!(order["subtotal"]["amount_minor"], 2 * 900 + 450);
+    assert_eq!(stock(&app, "MUG-1").await, (3, 0));
+    assert_eq!(stock(&app, "TEA-1").await, (0, 0));
+    assert_eq!(app.count("SELECT count(*) FROM carts.items").await, 0);
+    let events = event_types(&app).await[before..].to_vec();
+    assert_eq!(
+        events,
+        [
+            "order.placed.v1",
+            "inventory.reserved.v1",
+            "inventory.reserved.v1",
+            "payment.authorized.v1",
+            "shipment.created.v1",
+            "inventory.adjusted.v1",
+            "inventory.adjusted.v1",
+            "order.confirmed.v1"
+        ]
+    );
+    // The sale events decode under the contract and carry the levels the sale left.
+    let sold: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT payload FROM outbox.events WHERE event_type = 'inventory.adjusted.v1' ORDER BY key",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let levels: Vec<(String, i64, i64)> = sold
+        .iter()
+        .map(
+            |p| match events::Event::from_json("inventory.adjusted.v1", p).unwrap() {
+                events::Event::InventoryAdjusted(a) => {
+                    (a.sku.as_str().to_owned(), a.delta, a.on_hand_after)
+                }
+                other => panic!("not an adjustment: {other:?}"),
+            },
+        )
+        .collect();
+    let sales: Vec<_> = levels.iter().filter(|(_, d, _)| *d < 0).cloned().collect();
+    assert_eq!(
+        sales,
+        [("MUG-1".to_owned(), -2, 3), ("TEA-1".to_owned(), -1, 0)]
+    );
+
+    // Tea is sold out: the second order's mug is not held either.
+    let (_, other) = app.quick_user("customer").await;
+    add_to_cart(&app, &other, &mug, 1).await;
+    add_to_cart(&app, &other, &tea, 1).await;
+    let (_, o) = checkout(&app, &other, "short", GOOD_CARD, "DE").await;
+    assert_eq!(
+        (o["status"].as_str(), o["cancel_reason"].as_str()),
+        (Some("cancelled"), Some("out_of_stock")),
+        "{o}"
+    );
+    assert_eq!(stock(&app, "MUG-1").await, (3, 0));
+    assert_eq!(
+        app.count("SELECT count(*) FROM inventory.reservations WHERE state = 'held'")
+            .await,
+        0
+    );
+}
+
 #[sqlx::test(migrations = false)]
 async fn bad_checkout_input_is_refused_before_anything_is_written(pool: PgPool) {
     let app = TestApp::new(pool).await;
