@@ -250,6 +250,9 @@ async fn bench(cfg: &Config, args: &CheckoutArgs) -> anyhow::Result<()> {
             &[events::domain::users::Role::Customer],
         ));
     }
+    // Planner statistics of the seeded tables, as a live database has them: without, the
+    // first plans take the catalogue for empty and scan it.
+    sqlx::query("ANALYZE").execute(&pool).await?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;

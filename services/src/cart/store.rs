@@ -5,6 +5,7 @@ use std::sync::LazyLock;
 
 use events::{Currency, Money, Quantity, Sku};
 use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
@@ -69,21 +70,25 @@ fn add(acc: Option<Money>, m: Money) -> Result<Option<Money>, CartError> {
     }))
 }
 
-/// The statement of [`load`]: the live promotions, and the cart's lines with their products
-/// (NULL when no longer for sale), one round trip. There is always a first row: an empty
-/// cart gives one with NULL lines, so the coupon is checked all the same.
-static LOAD_SQL: LazyLock<String> = LazyLock::new(|| {
+/// The statement that reads a cart: the live promotions, and the cart's lines with their
+/// products (NULL when no longer for sale), one round trip; `$1` is the user and `$2` the
+/// coupon code. There is always a first row: an empty cart gives one with NULL lines, so the
+/// coupon is checked all the same. `extra` adds columns to every row (a caller's questions
+/// asked in the same round trip, with parameters from `$3`); [`Cart::from_rows`] reads the rest.
+pub fn load_sql(extra: &str) -> String {
     format!(
-        "SELECT promos.live, i.product_id, i.quantity, p.sku, p.category, p.names, p.price_minor,
+        "SELECT base.*, i.product_id, i.quantity, p.sku, p.category, p.names, p.price_minor,
                 p.currency, p.weight_grams
-         FROM (SELECT {} AS live) promos
+         FROM (SELECT {} AS live {extra}) base
          LEFT JOIN (carts.items i
                     LEFT JOIN catalog.products p ON p.id = i.product_id AND p.status = 'active')
                 ON i.user_id = $1
          ORDER BY i.added_at, i.product_id",
         crate::pricing::store::live_json_sql(2)
     )
-});
+}
+
+static LOAD_SQL: LazyLock<String> = LazyLock::new(|| load_sql(""));
 
 /// The user's cart at current catalog prices, less live promotions (and the coupon's).
 pub async fn load(pool: &PgPool, user: Uuid, coupon: Option<&str>) -> Result<Cart, CartError> {
@@ -93,86 +98,101 @@ pub async fn load(pool: &PgPool, user: Uuid, coupon: Option<&str>) -> Result<Car
         .bind(&code)
         .fetch_all(pool)
         .await?;
-    let promos: Vec<Promotion> = match rows.first() {
-        Some(row) => row.try_get::<Json<Vec<Promotion>>, _>("live")?.0,
-        None => Vec::new(),
-    };
-    crate::pricing::store::check_coupon(code.as_deref(), &promos)
-        .map_err(|()| CartError::InvalidCoupon)?;
-    let mut items = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let Some(id) = row.try_get::<Option<Uuid>, _>("product_id")? else {
-            continue; // the empty cart's row
+    Cart::from_rows(&rows, code)
+}
+
+impl Cart {
+    /// The cart from the rows of [`load_sql`] run with the coupon code `code`.
+    pub fn from_rows(rows: &[PgRow], code: Option<String>) -> Result<Cart, CartError> {
+        let promos: Vec<Promotion> = match rows.first() {
+            Some(row) => row.try_get::<Json<Vec<Promotion>>, _>("live")?.0,
+            None => Vec::new(),
         };
-        let qty: i32 = row.try_get("quantity")?;
-        let product = match row.try_get::<Option<String>, _>("sku")? {
-            None => None,
-            Some(sku) => {
-                let decode = |e: events::ValueError| sqlx::Error::Decode(Box::new(e));
-                let currency: String = row.try_get("currency")?;
-                Some(Priced {
-                    sku: Sku::parse(sku).map_err(decode)?,
-                    category: row.try_get("category")?,
-                    names: row.try_get::<Json<BTreeMap<String, String>>, _>("names")?.0,
-                    price: Money::new(
-                        row.try_get("price_minor")?,
-                        Currency::parse(&currency).map_err(decode)?,
-                    ),
-                    weight_grams: row.try_get("weight_grams")?,
-                })
-            }
-        };
-        items.push((id, qty, product));
+        crate::pricing::store::check_coupon(code.as_deref(), &promos)
+            .map_err(|()| CartError::InvalidCoupon)?;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in rows {
+            let Some(id) = row.try_get::<Option<Uuid>, _>("product_id")? else {
+                continue; // the empty cart's row
+            };
+            let qty: i32 = row.try_get("quantity")?;
+            let product = match row.try_get::<Option<String>, _>("sku")? {
+                None => None,
+                Some(sku) => {
+                    let decode = |e: events::ValueError| sqlx::Error::Decode(Box::new(e));
+                    let currency: String = row.try_get("currency")?;
+                    Some(Priced {
+                        sku: Sku::parse(sku).map_err(decode)?,
+                        category: row.try_get("category")?,
+                        names: row.try_get::<Json<BTreeMap<String, String>>, _>("names")?.0,
+                        price: Money::new(
+                            row.try_get("price_minor")?,
+                            Currency::parse(&currency).map_err(decode)?,
+                        ),
+                        weight_grams: row.try_get("weight_grams")?,
+                    })
+                }
+            };
+            items.push((id, qty, product));
+        }
+        Cart::priced(items, &promos, code)
     }
-    let mut lines = Vec::new();
-    let mut unavailable = Vec::new();
-    let (mut subtotal, mut discount, mut total) = (None, None, None);
-    let mut count = 0u32;
-    for (id, qty, product) in items {
-        let (Some(p), Some(quantity)) = (product, Quantity::new(qty as u32)) else {
-            unavailable.push(id);
-            continue;
-        };
-        let off =
-            crate::pricing::store::best_discount(&promos, id, &p.category, p.price.amount_minor);
-        let unit_discount = Money::new(off, p.price.currency);
-        let gross = p
-            .price
-            .checked_mul(quantity.get())
-            .ok_or(CartError::Overflow)?;
-        let line_discount = unit_discount
-            .checked_mul(quantity.get())
-            .ok_or(CartError::Overflow)?;
-        let line_total = Money::new(p.price.amount_minor - off, p.price.currency)
-            .checked_mul(quantity.get())
-            .ok_or(CartError::Overflow)?;
-        subtotal = add(subtotal, gross)?;
-        discount = add(discount, line_discount)?;
-        total = add(total, line_total)?;
-        count += quantity.get();
-        lines.push(CartLine {
-            product_id: id,
-            sku: p.sku,
-            title: p
-                .names
-                .get("en")
-                .or_else(|| p.names.values().next())
-                .cloned()
-                .unwrap_or_default(),
-            quantity,
-            unit_price: p.price,
-            unit_discount,
-            line_total,
-            weight_grams: p.weight_grams.max(0) as u32,
-        });
+
+    fn priced(
+        items: Vec<(Uuid, i32, Option<Priced>)>,
+        promos: &[Promotion],
+        code: Option<String>,
+    ) -> Result<Cart, CartError> {
+        let mut lines = Vec::new();
+        let mut unavailable = Vec::new();
+        let (mut subtotal, mut discount, mut total) = (None, None, None);
+        let mut count = 0u32;
+        for (id, qty, product) in items {
+            let (Some(p), Some(quantity)) = (product, Quantity::new(qty as u32)) else {
+                unavailable.push(id);
+                continue;
+            };
+            let off =
+                crate::pricing::store::best_discount(promos, id, &p.category, p.price.amount_minor);
+            let unit_discount = Money::new(off, p.price.currency);
+            let gross = p
+                .price
+                .checked_mul(quantity.get())
+                .ok_or(CartError::Overflow)?;
+            let line_discount = unit_discount
+                .checked_mul(quantity.get())
+                .ok_or(CartError::Overflow)?;
+            let line_total = Money::new(p.price.amount_minor - off, p.price.currency)
+                .checked_mul(quantity.get())
+                .ok_or(CartError::Overflow)?;
+            subtotal = add(subtotal, gross)?;
+            discount = add(discount, line_discount)?;
+            total = add(total, line_total)?;
+            count += quantity.get();
+            lines.push(CartLine {
+                product_id: id,
+                sku: p.sku,
+                title: p
+                    .names
+                    .get("en")
+                    .or_else(|| p.names.values().next())
+                    .cloned()
+                    .unwrap_or_default(),
+                quantity,
+                unit_price: p.price,
+                unit_discount,
+                line_total,
+                weight_grams: p.weight_grams.max(0) as u32,
+            });
+        }
+        Ok(Cart {
+            lines,
+            unavailable,
+            subtotal,
+            discount,
+            total,
+            coupon: code,
+            item_count: count,
+        })
     }
-    Ok(Cart {
-        lines,
-        unavailable,
-        subtotal,
-        discount,
-        total,
-        coupon: code,
-        item_count: count,
-    })
 }

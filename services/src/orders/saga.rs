@@ -1,7 +1,8 @@
 //! The checkout saga: place the order and hold its stock, authorize the payment, book the
 //! shipment, confirm. Each step that writes is one statement (or one transaction) with its
 //! events in the outbox, and every failure is compensated (stock released, payment voided,
-//! order cancelled). The confirmation writes the shipment, capture, sale and order together.
+//! order cancelled). The confirmation writes the captured payment, the shipment, the sale
+//! and the confirmed order together.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -17,16 +18,26 @@ use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::cart;
+use crate::cart::{self, store::Cart};
 use crate::http::{FieldError, Problem};
 use crate::inventory::store::{self as inventory, Hold, InventoryError};
 use crate::payments::card::CardNumber;
-use crate::payments::store::{self as payments, Authorization};
+use crate::payments::store::{self as payments, Authorization, NewPayment};
 use crate::shipping::store::{self as shipping, NewShipment, ShippingError};
 
 const SOURCE: &str = "/shopstream/orders";
 /// How long stock stays reserved for an unfinished checkout.
 pub const RESERVATION_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// The buyer's cart (`$1` customer, `$2` coupon code), with the order an idempotency key
+/// (`$3`) already names and whether the customer (`$4`) or card fingerprint (`$5`) is blocked.
+static START_SQL: LazyLock<String> = LazyLock::new(|| {
+    cart::store::load_sql(
+        ", (SELECT id FROM orders.orders WHERE customer_id = $1 AND idempotency_key = $3) AS existing,
+           EXISTS (SELECT 1 FROM streams.blocklist
+                   WHERE (kind = 'customer' AND value = $4) OR (kind = 'card' AND value = $5)) AS blocked",
+    )
+});
 
 /// The order, its lines and history (`$1`..`$15`) for [`PLACE_SQL`] and [`PLACE_AND_HOLD_SQL`].
 const PLACED: &str = "placed AS (
@@ -65,26 +76,27 @@ static PLACE_AND_HOLD_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Confirms an order whose payment is authorized (`$1` order, `$2` payment, `$3` shipment,
-/// `$4` customer, the shipment's row `$5`..`$14`, the events from `$15`); all of it or,
-/// when the payment is not authorized, nothing. Counts the payments captured.
+/// Confirms an order (`$1` order, `$2` shipment, `$3` customer): records its approved payment
+/// captured (`$4`..`$12`), writes its shipment (`$13`..`$22`), sells the held stock, confirms
+/// the order and empties the cart, with the events (from `$23`). All of it, or nothing when
+/// the order has a payment already. Counts the payments written.
 static CONFIRM_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH captured AS (
-            UPDATE payments.payments SET status = 'captured', updated_at = now()
-            WHERE order_id = $1 AND status = 'authorized' RETURNING id),
+        "WITH {},
          {},
          confirmed AS (
-            UPDATE orders.orders SET status = 'confirmed', payment_id = $2, shipment_id = $3, updated_at = now()
-            WHERE id = $1 AND EXISTS (SELECT 1 FROM captured) RETURNING id),
+            UPDATE orders.orders SET status = 'confirmed', payment_id = (SELECT id FROM payment),
+                shipment_id = $2, updated_at = now()
+            WHERE id = $1 AND EXISTS (SELECT 1 FROM payment) RETURNING id),
          history AS (INSERT INTO orders.history (order_id, status) SELECT id, 'confirmed' FROM confirmed),
-         emptied AS (DELETE FROM carts.items WHERE user_id = $4 AND EXISTS (SELECT 1 FROM captured)),
+         emptied AS (DELETE FROM carts.items WHERE user_id = $3 AND EXISTS (SELECT 1 FROM payment)),
          {},
          events AS ({})
-         SELECT count(*) FROM captured",
-        NewShipment::sql(5, "captured"),
-        inventory::sell_sql(1, "captured"),
-        inventory::sale_outbox_sql(15, "captured")
+         SELECT count(*) FROM payment",
+        NewPayment::sql(4),
+        NewShipment::sql(13, "payment"),
+        inventory::sell_sql(1, "payment"),
+        inventory::sale_outbox_sql(23, "payment")
     )
 });
 
@@ -249,18 +261,24 @@ pub async fn checkout(
         .ok();
     // An earlier order under this key is returned as it is (whatever this body says), and the
     // fraud team's blocklist (filled by the fraud processor at the block threshold and by
-    // reviewers) refuses a blocked customer or card: one round trip for both.
-    let (existing, blocked): (Option<Uuid>, bool) = sqlx::query_as(
-        "SELECT (SELECT id FROM orders.orders WHERE customer_id = $1 AND idempotency_key = $2),
-                EXISTS (SELECT 1 FROM streams.blocklist
-                        WHERE (kind = 'customer' AND value = $3) OR (kind = 'card' AND value = $4))",
-    )
-    .bind(customer_id)
-    .bind(key)
-    .bind(customer_id.to_string())
-    .bind(card.as_ref().map(CardNumber::fingerprint))
-    .fetch_one(&app.pool)
-    .await?;
+    // reviewers) refuses a blocked customer or card: asked with the cart's read, one round trip.
+    let code = req
+        .coupon
+        .as_deref()
+        .map(crate::pricing::store::coupon_code);
+    let rows = sqlx::query(sqlx::AssertSqlSafe(START_SQL.as_str()))
+        .bind(customer_id)
+        .bind(&code)
+        .bind(key)
+        .bind(customer_id.to_string())
+        .bind(card.as_ref().map(CardNumber::fingerprint))
+        .fetch_all(&app.pool)
+        .await?;
+    let first = rows
+        .first()
+        .ok_or_else(|| Problem::internal("the cart's read gave no row"))?;
+    let (existing, blocked): (Option<Uuid>, bool) =
+        (first.try_get("existing")?, first.try_get("blocked")?);
     if let Some(id) = existing {
         let mut conn = app.pool.acquire().await?;
         let view = load_order(&mut conn, id)
@@ -284,7 +302,7 @@ pub async fn checkout(
             "checkout refused: this account or card is blocked after a fraud review; contact support",
         ));
     }
-    let cart = match cart::store::load(&app.pool, customer_id, req.coupon.as_deref()).await {
+    let cart = match Cart::from_rows(&rows, code) {
         Ok(c) => c,
         Err(cart::store::CartError::InvalidCoupon) => {
             return Err(Problem::invalid("coupon", "unknown or expired coupon"));
@@ -448,36 +466,29 @@ pub async fn checkout(
         }
     }
 
-    // 3. Authorize the payment.
-    let auth = payments::authorize(
-        &app.pool,
-        &app.gateway,
-        order_id,
-        customer_id,
-        true,
-        total,
-        &card,
-    )
-    .await;
-    let authorized = match auth {
-        Ok(Authorization::Authorized { payment_id }) => Ok(payment_id),
-        Ok(Authorization::Declined { reason, .. }) => {
-            Err((CancelReason::PaymentDeclined, format!("{reason:?}")))
-        }
-        Ok(Authorization::GatewayFailed { reason, .. }) => Err((
-            CancelReason::PaymentGatewayUnavailable,
-            format!("{reason:?}"),
-        )),
-        Err(e) => Err((CancelReason::PaymentGatewayUnavailable, e.to_string())),
-    };
-    let payment_id = match authorized {
-        Ok(id) => id,
-        Err((reason, detail)) => {
-            release_stock(app, order_id).await?;
-            cancel(app, order_id, customer_id, reason, detail).await?;
-            return finish(app, order_id).await;
-        }
-    };
+    // 3. Ask the gateway to authorize the payment. A refusal is recorded at once and
+    // compensated; an approval is recorded with the confirmation.
+    let payment = NewPayment::authorize(&app.gateway, order_id, customer_id, total, &card).await;
+    if !payment.approved() {
+        let (reason, detail) = match payment.record(&app.pool).await {
+            Ok(Authorization::Declined { reason, .. }) => {
+                (CancelReason::PaymentDeclined, format!("{reason:?}"))
+            }
+            Ok(Authorization::GatewayFailed { reason, .. }) => (
+                CancelReason::PaymentGatewayUnavailable,
+                format!("{reason:?}"),
+            ),
+            Ok(Authorization::Authorized { .. }) => (
+                CancelReason::PaymentGatewayUnavailable,
+                "an earlier authorization of this order stands".into(),
+            ),
+            Err(e) => (CancelReason::PaymentGatewayUnavailable, e.to_string()),
+        };
+        release_stock(app, order_id).await?;
+        cancel(app, order_id, customer_id, reason, detail).await?;
+        return finish(app, order_id).await;
+    }
+    let payment_id = payment.id;
 
     // 4. Book the shipment with the carrier; it is written with the confirmation.
     let shipment = match NewShipment::book(order_id, customer_id, &ship_to, weight) {
@@ -487,6 +498,8 @@ pub async fn checkout(
                 ShippingError::Refused(why) => (*why).to_owned(),
                 other => other.to_string(),
             };
+            // The authorization is recorded, then voided.
+            payment.record(&app.pool).await.map_err(Problem::internal)?;
             if let Err(v) = payments::void(&app.pool, &app.gateway, order_id).await {
                 // The authorization stays; it lapses at the network. Say so loudly.
                 tracing::error!(%order_id, error = %v, "could not void the payment of a failed checkout");
@@ -505,10 +518,11 @@ pub async fn checkout(
     };
     let shipment_id = shipment.id;
 
-    // 5. Confirm, in one statement that does all or nothing: the payment is captured, the
-    // shipment written, the stock leaves, the order is confirmed and the cart emptied, with
-    // every event (the stock's carry the levels the statement leaves).
+    // 5. Confirm, in one statement that does all or nothing: the payment is recorded
+    // captured, the shipment written, the stock leaves, the order is confirmed and the cart
+    // emptied, with every event (the stock's carry the levels the statement leaves).
     let mut events = OutboxRows::default();
+    events.push(&payment.event())?;
     events.push(&shipment.event())?;
     inventory::push_sale_events(&mut events, order_id, &wanted)?;
     events.push(&Envelope::new(
@@ -523,13 +537,16 @@ pub async fn checkout(
     ))?;
     let query = sqlx::query(sqlx::AssertSqlSafe(CONFIRM_SQL.as_str()))
         .bind(order_id)
-        .bind(payment_id)
         .bind(shipment_id)
         .bind(customer_id);
-    let captured: i64 = events.fetch_count(shipment.bind(query), &app.pool).await?;
-    if captured == 0 {
+    let query = shipment.bind(payment.bind(query, true));
+    let confirmed = events.fetch_count(query, &app.pool).await;
+    if !matches!(confirmed, Ok(1)) {
+        // Nothing of the statement was written. Keep the authorization on file so that it
+        // can be voided; the stock is released when the reservation expires.
+        let recorded = payment.record(&app.pool).await;
         return Err(Problem::internal(format!(
-            "payment of order {order_id} is not authorized; cannot capture"
+            "order {order_id} could not be confirmed ({confirmed:?}); its authorization: {recorded:?}"
         )));
     }
     metrics::counter!("shopstream_checkouts_total", "result" => "confirmed").increment(1);

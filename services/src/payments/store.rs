@@ -1,10 +1,13 @@
-//! Payment records and their transitions. One payment per order: calling `authorize` again
-//! for an order returns the first outcome without charging twice.
+//! Payment records and their transitions. One payment per order: recording a second one
+//! for an order ([`NewPayment::record`]) returns the first outcome instead.
+
+use std::sync::LazyLock;
 
 use events::domain::payments::{DeclineReason, PaymentAuthorized, PaymentFailed, PaymentRefunded};
 use events::{Envelope, Money};
 use ingest::outbox::{OutboxError, OutboxRows, enqueue};
-use sqlx::PgPool;
+use sqlx::postgres::PgArguments;
+use sqlx::{PgPool, Postgres};
 use uuid::Uuid;
 
 use crate::payments::breaker::CircuitBreaker;
@@ -85,116 +88,171 @@ async fn existing(pool: &PgPool, order_id: Uuid) -> Result<Option<Authorization>
     }))
 }
 
-/// Authorizes `amount` on `card` for an order, once. `placed_now` says the caller placed the
-/// order in this very call (the checkout saga), so no payment of it can exist yet and the
-/// look-up of an earlier one is skipped; the record's unique order id still keeps one.
-pub async fn authorize(
-    pool: &PgPool,
-    gateway: &Gateway,
+/// The gateway's answer for an order's payment, not yet recorded: the payment's row and
+/// event, written alone ([`NewPayment::record`]) or as part of a caller's statement (the
+/// saga records an approved payment with the order's confirmation).
+pub struct NewPayment {
+    pub id: Uuid,
     order_id: Uuid,
     customer_id: Uuid,
-    placed_now: bool,
     amount: Money,
-    card: &CardNumber,
-) -> Result<Authorization, PaymentError> {
-    if !placed_now && let Some(done) = existing(pool, order_id).await? {
-        return Ok(done);
-    }
-    let outcome = if gateway.breaker.allow() {
-        let r = gateway.simulator.authorize(card, amount).await;
-        match &r {
-            Err(_) => gateway.breaker.record_failure(),
-            Ok(_) => gateway.breaker.record_success(),
-        }
-        r
-    } else {
-        Err(GatewayFault::Unavailable)
-    };
-    let payment_id = Uuid::now_v7();
-    let fingerprint = card.fingerprint();
-    let (status, reason, auth_code, result) = match outcome {
-        Ok(GatewayOutcome::Approved { auth_code }) => (
-            "authorized",
-            None,
-            Some(auth_code),
-            Authorization::Authorized { payment_id },
-        ),
-        Ok(GatewayOutcome::Declined(r)) => (
-            "failed",
-            Some(r),
-            None,
-            Authorization::Declined {
-                payment_id,
-                reason: r,
-            },
-        ),
-        Err(f) => (
-            "failed",
-            Some(f.reason()),
-            None,
-            Authorization::GatewayFailed {
-                payment_id,
-                reason: f.reason(),
-            },
-        ),
-    };
-    let env = match (&auth_code, reason) {
-        (Some(code), _) => Envelope::new(
-            SOURCE,
-            PaymentAuthorized {
-                payment_id,
-                order_id,
-                customer_id,
-                amount,
-                gateway: GATEWAY.into(),
-                card_fingerprint: fingerprint.clone(),
-                auth_code: code.clone(),
-            },
-        ),
-        (None, r) => Envelope::new(
-            SOURCE,
-            PaymentFailed {
-                payment_id,
-                order_id,
-                customer_id,
-                amount,
-                gateway: GATEWAY.into(),
-                card_fingerprint: fingerprint.clone(),
-                reason: r.unwrap_or(DeclineReason::ProcessingError),
-            },
-        ),
-    };
-    let mut events = OutboxRows::default();
-    events.push(&env)?;
-    // The payment and its event in one statement (atomic without a transaction).
-    let query = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "WITH payment AS (
-            INSERT INTO payments.payments
-              (id, order_id, customer_id, amount_minor, currency, card_fingerprint, status, decline_reason, auth_code)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (order_id) DO NOTHING RETURNING id),
-         events AS ({})
-         SELECT count(*) FROM payment",
-        OutboxRows::sql(10, Some("payment"))
-    )))
-    .bind(payment_id)
-    .bind(order_id)
-    .bind(customer_id)
-    .bind(amount.amount_minor)
-    .bind(amount.currency.as_str())
-    .bind(&fingerprint)
-    .bind(status)
-    .bind(reason.as_ref().map(crate::http::wire_name))
-    .bind(&auth_code);
-    let inserted: i64 = events.fetch_count(query, pool).await?;
-    if inserted == 0 {
-        // A concurrent retry of the same order won the race; its outcome stands.
-        return existing(pool, order_id)
-            .await?
-            .ok_or(PaymentError::NotFound(order_id));
-    }
-    metrics::counter!("shopstream_payments_total", "status" => status).increment(1);
-    Ok(result)
+    fingerprint: String,
+    outcome: Result<String, DeclineReason>,
 }
+
+impl NewPayment {
+    /// Asks the gateway, behind its circuit breaker, to authorize `amount` on `card`.
+    pub async fn authorize(
+        gateway: &Gateway,
+        order_id: Uuid,
+        customer_id: Uuid,
+        amount: Money,
+        card: &CardNumber,
+    ) -> NewPayment {
+        let answer = if gateway.breaker.allow() {
+            let r = gateway.simulator.authorize(card, amount).await;
+            match &r {
+                Err(_) => gateway.breaker.record_failure(),
+                Ok(_) => gateway.breaker.record_success(),
+            }
+            r
+        } else {
+            Err(GatewayFault::Unavailable)
+        };
+        NewPayment {
+            id: Uuid::now_v7(),
+            order_id,
+            customer_id,
+            amount,
+            fingerprint: card.fingerprint(),
+            outcome: match answer {
+                Ok(GatewayOutcome::Approved { auth_code }) => Ok(auth_code),
+                Ok(GatewayOutcome::Declined(r)) => Err(r),
+                Err(f) => Err(f.reason()),
+            },
+        }
+    }
+
+    pub fn approved(&self) -> bool {
+        self.outcome.is_ok()
+    }
+
+    pub fn authorization(&self) -> Authorization {
+        let payment_id = self.id;
+        match &self.outcome {
+            Ok(_) => Authorization::Authorized { payment_id },
+            Err(
+                reason @ (DeclineReason::GatewayTimeout
+                | DeclineReason::GatewayUnavailable
+                | DeclineReason::ProcessingError),
+            ) => Authorization::GatewayFailed {
+                payment_id,
+                reason: *reason,
+            },
+            Err(reason) => Authorization::Declined {
+                payment_id,
+                reason: *reason,
+            },
+        }
+    }
+
+    pub fn event(&self) -> Envelope {
+        match &self.outcome {
+            Ok(code) => Envelope::new(
+                SOURCE,
+                PaymentAuthorized {
+                    payment_id: self.id,
+                    order_id: self.order_id,
+                    customer_id: self.customer_id,
+                    amount: self.amount,
+                    gateway: GATEWAY.into(),
+                    card_fingerprint: self.fingerprint.clone(),
+                    auth_code: code.clone(),
+                },
+            ),
+            Err(reason) => Envelope::new(
+                SOURCE,
+                PaymentFailed {
+                    payment_id: self.id,
+                    order_id: self.order_id,
+                    customer_id: self.customer_id,
+                    amount: self.amount,
+                    gateway: GATEWAY.into(),
+                    card_fingerprint: self.fingerprint.clone(),
+                    reason: *reason,
+                },
+            ),
+        }
+    }
+
+    /// The CTE `payment` inserting the row (none when the order has a payment already), from
+    /// the parameters `$first`..`$first+8` (bind them with [`NewPayment::bind`]).
+    pub fn sql(first: usize) -> String {
+        let p: Vec<String> = (first..first + 9).map(|i| format!("${i}")).collect();
+        format!(
+            "payment AS (
+                INSERT INTO payments.payments
+                  (id, order_id, customer_id, amount_minor, currency, card_fingerprint, status,
+                   decline_reason, auth_code)
+                VALUES ({}) ON CONFLICT (order_id) DO NOTHING RETURNING id)",
+            p.join(", ")
+        )
+    }
+
+    /// Binds the nine parameters of [`NewPayment::sql`]. `captured`: the caller captures an
+    /// approved payment in the same statement, so it is written captured.
+    pub fn bind<'q>(
+        &self,
+        q: sqlx::query::Query<'q, Postgres, PgArguments>,
+        captured: bool,
+    ) -> sqlx::query::Query<'q, Postgres, PgArguments> {
+        let (status, reason, code) = match &self.outcome {
+            Ok(code) => {
+                let status = if captured { "captured" } else { "authorized" };
+                (status, None, Some(code.clone()))
+            }
+            Err(r) => ("failed", Some(crate::http::wire_name(r)), None),
+        };
+        q.bind(self.id)
+            .bind(self.order_id)
+            .bind(self.customer_id)
+            .bind(self.amount.amount_minor)
+            .bind(self.amount.currency.as_str())
+            .bind(self.fingerprint.clone())
+            .bind(status)
+            .bind(reason)
+            .bind(code)
+    }
+
+    /// Writes the payment and its event in one statement (atomic without a transaction).
+    pub async fn record(self, pool: &PgPool) -> Result<Authorization, PaymentError> {
+        let mut events = OutboxRows::default();
+        events.push(&self.event())?;
+        let query = sqlx::query(sqlx::AssertSqlSafe(RECORD_SQL.as_str()));
+        let inserted: i64 = events.fetch_count(self.bind(query, false), pool).await?;
+        if inserted == 0 {
+            // A concurrent retry of the same order won the race; its outcome stands.
+            return existing(pool, self.order_id)
+                .await?
+                .ok_or(PaymentError::NotFound(self.order_id));
+        }
+        let status = if self.approved() {
+            "authorized"
+        } else {
+            "failed"
+        };
+        metrics::counter!("shopstream_payments_total", "status" => status).increment(1);
+        Ok(self.authorization())
+    }
+}
+
+static RECORD_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH {}, events AS ({}) SELECT count(*) FROM payment",
+        NewPayment::sql(1),
+        OutboxRows::sql(10, Some("payment"))
+    )
+});
 
 async fn reverse(
     pool: &PgPool,
