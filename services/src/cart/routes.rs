@@ -6,9 +6,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use events::domain::cart::{CartItemAdded, CartItemRemoved};
-use events::{Envelope, Quantity};
+use events::{Currency, Envelope, Money, Quantity, Sku};
 use ingest::outbox::{OutboxRows, enqueue};
 use serde::Deserialize;
+use sqlx::Row;
 use uuid::Uuid;
 
 use utoipa_axum::router::OpenApiRouter;
@@ -23,16 +24,36 @@ use crate::http::{ApiJson, AuthUser, Problem};
 
 const SOURCE: &str = "/shopstream/cart";
 
-/// Adds units of a product to a cart line (made if missing) and writes the event.
+/// Adds `$4` units of the product `$3` to the cart of `$1` (a line made if missing) with its
+/// event, and reads the cart as it leaves it (`$2`, the coupon, is NULL): one round trip.
+/// The event's SKU and unit price are the product's as the statement reads them. `added`
+/// is 0 when the product is not for sale (nothing was written).
 static ADD_SQL: LazyLock<String> = LazyLock::new(|| {
+    let event = OutboxRows::sql_joined(
+        5,
+        "CROSS JOIN product",
+        "convert_to(jsonb_set(jsonb_set(convert_from(e.payload, 'UTF8')::jsonb,
+                '{sku}', to_jsonb(product.sku)),
+                '{unit_price}', jsonb_build_object('amount_minor', product.price_minor, 'currency', product.currency)
+            )::text, 'UTF8')",
+        "EXISTS (SELECT 1 FROM line)",
+    );
     format!(
-        "WITH line AS (
-            INSERT INTO carts.items (user_id, product_id, sku, quantity) VALUES ($1, $2, $3, $4)
+        "WITH product AS (
+            SELECT id, sku, price_minor, currency FROM catalog.products WHERE id = $3 AND status = 'active'),
+         line AS (
+            INSERT INTO carts.items (user_id, product_id, sku, quantity) SELECT $1, id, sku, $4 FROM product
             ON CONFLICT (user_id, product_id) DO UPDATE SET quantity = carts.items.quantity + EXCLUDED.quantity
-            RETURNING quantity),
-         events AS ({})
-         SELECT count(*) FROM line",
-        OutboxRows::sql(5, Some("line"))
+            RETURNING product_id, quantity, added_at),
+         events AS ({event})
+         {}",
+        store::load_sql(
+            ", (SELECT count(*) FROM line) AS added",
+            Some(
+                "SELECT product_id, quantity, added_at FROM carts.items WHERE user_id = $1 AND product_id <> $3
+                 UNION ALL SELECT product_id, quantity, added_at FROM line"
+            ),
+        )
     )
 });
 
@@ -114,29 +135,26 @@ async fn add_item(
     else {
         return Err(Problem::invalid("quantity", "must be 1 to 100"));
     };
-    let product = products_by_id(&app.pool, &[req.product_id])
-        .await?
-        .pop()
-        .ok_or_else(|| Problem::not_found("no such product, or it is not for sale"))?;
+    // The statement fills in the product's SKU and price.
     let event = CartItemAdded {
         cart_id: user.user_id,
         session_id: user.session_id,
         user_id: Some(user.user_id),
-        product_id: product.id,
-        sku: product.sku.clone(),
+        product_id: req.product_id,
+        sku: Sku::parse("PENDING").map_err(Problem::internal)?,
         quantity,
-        unit_price: product.price,
+        unit_price: Money::new(0, Currency::EUR),
     };
     let mut events = OutboxRows::default();
     events.push(&Envelope::new(SOURCE, event))?;
-    // The line and its event in one statement (atomic without a transaction).
     let query = sqlx::query(sqlx::AssertSqlSafe(ADD_SQL.as_str()))
         .bind(user.user_id)
-        .bind(product.id)
-        .bind(product.sku.as_str())
+        .bind(None::<String>)
+        .bind(req.product_id)
         .bind(quantity.get() as i32);
-    events
-        .fetch_count(query, &app.pool)
+    let rows = events
+        .bind(query)
+        .fetch_all(&app.pool)
         .await
         .map_err(|e| match &e {
             sqlx::Error::Database(d) if d.is_check_violation() => {
@@ -144,7 +162,16 @@ async fn add_item(
             }
             _ => Problem::internal(e),
         })?;
-    priced(&app, &user, None).await
+    let added: i64 = match rows.first() {
+        Some(row) => row.try_get("added")?,
+        None => 0,
+    };
+    if added == 0 {
+        return Err(Problem::not_found("no such product, or it is not for sale"));
+    }
+    Cart::from_rows(&rows, None)
+        .map(Json)
+        .map_err(Problem::internal)
 }
 
 #[utoipa::path(

@@ -75,20 +75,24 @@ fn add(acc: Option<Money>, m: Money) -> Result<Option<Money>, CartError> {
 /// coupon code. There is always a first row: an empty cart gives one with NULL lines, so the
 /// coupon is checked all the same. `extra` adds columns to every row (a caller's questions
 /// asked in the same round trip, with parameters from `$3`); [`Cart::from_rows`] reads the rest.
-pub fn load_sql(extra: &str) -> String {
+/// `items`, when given, replaces the user's lines as the statement reads them (product_id,
+/// quantity, added_at): a statement that changes the cart reads it as it leaves it.
+pub fn load_sql(extra: &str, items: Option<&str>) -> String {
+    let items = items
+        .unwrap_or("SELECT product_id, quantity, added_at FROM carts.items WHERE user_id = $1");
     format!(
         "SELECT base.*, i.product_id, i.quantity, p.sku, p.category, p.names, p.price_minor,
                 p.currency, p.weight_grams
          FROM (SELECT {} AS live {extra}) base
-         LEFT JOIN (carts.items i
+         LEFT JOIN (({items}) i
                     LEFT JOIN catalog.products p ON p.id = i.product_id AND p.status = 'active')
-                ON i.user_id = $1
+                ON true
          ORDER BY i.added_at, i.product_id",
         crate::pricing::store::live_json_sql(2)
     )
 }
 
-static LOAD_SQL: LazyLock<String> = LazyLock::new(|| load_sql(""));
+static LOAD_SQL: LazyLock<String> = LazyLock::new(|| load_sql("", None));
 
 /// The user's cart at current catalog prices, less live promotions (and the coupon's).
 pub async fn load(pool: &PgPool, user: Uuid, coupon: Option<&str>) -> Result<Cart, CartError> {

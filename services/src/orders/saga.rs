@@ -36,6 +36,7 @@ static START_SQL: LazyLock<String> = LazyLock::new(|| {
         ", (SELECT id FROM orders.orders WHERE customer_id = $1 AND idempotency_key = $3) AS existing,
            EXISTS (SELECT 1 FROM streams.blocklist
                    WHERE (kind = 'customer' AND value = $4) OR (kind = 'card' AND value = $5)) AS blocked",
+        None,
     )
 });
 

@@ -239,6 +239,53 @@ async fn carts_are_private_priced_by_the_server_and_refuse_bad_quantities(pool: 
         cart["subtotal"],
         json!({"amount_minor": 1700, "currency": "EUR"})
     );
+    // A second add grows the line; the reply is the cart as the add left it.
+    let cart = add_to_cart(&app, &alice, &p, 1).await;
+    assert_eq!(cart["lines"].as_array().unwrap().len(), 1, "{cart}");
+    assert_eq!(cart["lines"][0]["quantity"], 3);
+    assert_eq!(cart["item_count"], 3);
+    // Each add's event names the product's SKU and price as the server read them.
+    let added: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT payload FROM outbox.events WHERE event_type = 'cart.item_added.v1' ORDER BY seq",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let added: Vec<(String, u32, Value)> = added
+        .iter()
+        .map(
+            |p| match events::Event::from_json("cart.item_added.v1", p).unwrap() {
+                events::Event::CartItemAdded(a) => (
+                    a.sku.as_str().to_owned(),
+                    a.quantity.get(),
+                    serde_json::to_value(a.unit_price).unwrap(),
+                ),
+                other => panic!("not an add: {other:?}"),
+            },
+        )
+        .collect();
+    let price = json!({"amount_minor": 850, "currency": "EUR"});
+    assert_eq!(
+        added,
+        [
+            ("MUG-1".to_owned(), 2, price.clone()),
+            ("MUG-1".to_owned(), 1, price)
+        ]
+    );
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/cart/items",
+            Some(json!({"product_id": p, "quantity": 98})),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "at most 100 in a line: {}",
+        r.json
+    );
     for qty in [0, -1, 101] {
         let r = app
             .call(
@@ -302,7 +349,8 @@ async fn carts_are_private_priced_by_the_server_and_refuse_bad_quantities(pool: 
     assert_eq!(
         app.count("SELECT count(*) FROM outbox.events WHERE event_type LIKE 'cart.%'")
             .await,
-        2
+        3,
+        "two adds and a removal; nothing for the refused ones"
     );
 }
 
