@@ -85,7 +85,11 @@ pub fn load_sql(extra: &str, items: Option<&str>) -> String {
                 p.currency, p.weight_grams
          FROM (SELECT {} AS live {extra}) base
          LEFT JOIN (({items}) i
-                    LEFT JOIN catalog.products p ON p.id = i.product_id AND p.status = 'active')
+                    -- One product by its key per line, whatever the statistics say.
+                    LEFT JOIN LATERAL (
+                        SELECT sku, category, names, price_minor, currency, weight_grams
+                        FROM catalog.products
+                        WHERE id = i.product_id AND status = 'active' LIMIT 1) p ON true)
                 ON true
          ORDER BY i.added_at, i.product_id",
         crate::pricing::store::live_json_sql(2)
