@@ -310,7 +310,9 @@ reset() {
 
 print_env() {
   echo "export SHOPSTREAM_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT"
-  echo "export SHOPSTREAM_DATABASE_URL=postgres://shopstream:shopstream@127.0.0.1:$PG_PORT/shopstream"
+  # Through PostgreSQL's Unix socket (in $PG_DIR, the host percent-encoded): on one machine
+  # it costs less per round trip than TCP on loopback. TCP on 127.0.0.1:$PG_PORT works too.
+  echo "export SHOPSTREAM_DATABASE_URL=postgres://shopstream:shopstream@${PG_DIR//\//%2F}:$PG_PORT/shopstream"
   echo "export SHOPSTREAM_TEST_CLUSTER_BROKERS=127.0.0.1:${CLUSTER_PORTS[0]},127.0.0.1:${CLUSTER_PORTS[1]},127.0.0.1:${CLUSTER_PORTS[2]}"
 }
 

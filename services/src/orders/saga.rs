@@ -522,26 +522,39 @@ pub async fn checkout(
     // 5. Confirm, in one statement that does all or nothing: the payment is recorded
     // captured, the shipment written, the stock leaves, the order is confirmed and the cart
     // emptied, with every event (the stock's carry the levels the statement leaves).
-    let mut events = OutboxRows::default();
-    events.push(&payment.event())?;
-    events.push(&shipment.event())?;
-    inventory::push_sale_events(&mut events, order_id, &wanted)?;
-    events.push(&Envelope::new(
-        SOURCE,
-        OrderConfirmed {
-            order_id,
-            customer_id,
-            payment_id,
-            shipment_id,
-            total,
-        },
-    ))?;
-    let query = sqlx::query(sqlx::AssertSqlSafe(CONFIRM_SQL.as_str()))
-        .bind(order_id)
-        .bind(shipment_id)
-        .bind(customer_id);
-    let query = shipment.bind(payment.bind(query, true));
-    let confirmed = events.fetch_count(query, &app.pool).await;
+    // Concurrent orders sharing SKUs can deadlock on the stock rows; the statement did
+    // nothing then and is tried again.
+    let mut attempt = 0;
+    let confirmed = loop {
+        attempt += 1;
+        let mut events = OutboxRows::default();
+        events.push(&payment.event())?;
+        events.push(&shipment.event())?;
+        inventory::push_sale_events(&mut events, order_id, &wanted)?;
+        events.push(&Envelope::new(
+            SOURCE,
+            OrderConfirmed {
+                order_id,
+                customer_id,
+                payment_id,
+                shipment_id,
+                total,
+            },
+        ))?;
+        let query = sqlx::query(sqlx::AssertSqlSafe(CONFIRM_SQL.as_str()))
+            .bind(order_id)
+            .bind(shipment_id)
+            .bind(customer_id);
+        let query = shipment.bind(payment.bind(query, true));
+        match events.fetch_count(query, &app.pool).await {
+            Err(sqlx::Error::Database(e))
+                if e.code().as_deref() == Some("40P01") && attempt < 3 =>
+            {
+                tracing::warn!(%order_id, attempt, "confirmation deadlocked; trying again");
+            }
+            other => break other,
+        }
+    };
     if !matches!(confirmed, Ok(1)) {
         // Nothing of the statement was written. Keep the authorization on file so that it
         // can be voided; the stock is released when the reservation expires.

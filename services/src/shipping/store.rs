@@ -4,7 +4,6 @@ use chrono::Utc;
 use events::domain::shipping::{ShipmentCreated, ShipmentDelivered};
 use events::{Country, Currency, Envelope, Money};
 use ingest::outbox::{OutboxError, enqueue};
-use rand::Rng;
 use sqlx::postgres::PgArguments;
 use sqlx::{PgPool, Postgres};
 use uuid::Uuid;
@@ -65,6 +64,12 @@ pub fn quote(weight_grams: u32, country: &Country) -> Result<Quote, ShippingErro
     })
 }
 
+/// The simulated carrier's tracking number of a shipment: from its id, so unique as the ids
+/// are (nine random digits collided within a day of traffic, failing a checkout).
+fn tracking_number(shipment_id: Uuid) -> String {
+    format!("SIM{}", shipment_id.simple()).to_uppercase()
+}
+
 /// Heaviest parcel the simulated carrier books; quotes do not check it, like real rate APIs.
 pub const MAX_PARCEL_GRAMS: u32 = 31_500;
 
@@ -92,14 +97,15 @@ impl NewShipment {
         if weight_grams > MAX_PARCEL_GRAMS {
             return Err(ShippingError::Refused("parcel over 31.5 kg"));
         }
+        let id = Uuid::now_v7();
         Ok(NewShipment {
-            id: Uuid::now_v7(),
+            id,
             order_id,
             customer_id,
             country: country.clone(),
             quote,
             weight_grams,
-            tracking: format!("SIM{:09}", rand::rng().random_range(0..1_000_000_000u32)),
+            tracking: tracking_number(id),
         })
     }
 
@@ -185,6 +191,17 @@ pub async fn advance(pool: &PgPool, shipment_id: Uuid) -> Result<Option<String>,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tracking_numbers_do_not_collide() {
+        let de = Country::parse("DE").unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200_000 {
+            let s = NewShipment::book(Uuid::now_v7(), Uuid::now_v7(), &de, 500).unwrap();
+            assert!(s.tracking.starts_with("SIM"), "{}", s.tracking);
+            assert!(seen.insert(s.tracking), "a tracking number came twice");
+        }
+    }
 
     #[test]
     fn quotes_follow_zone_and_weight() {
