@@ -116,8 +116,9 @@ impl Cart {
             Some(row) => row.try_get::<Json<Vec<Promotion>>, _>("live")?.0,
             None => Vec::new(),
         };
-        crate::pricing::store::check_coupon(code.as_deref(), &promos)
-            .map_err(|()| CartError::InvalidCoupon)?;
+        if !crate::pricing::store::coupon_is_live(code.as_deref(), &promos) {
+            return Err(CartError::InvalidCoupon);
+        }
         let mut items = Vec::with_capacity(rows.len());
         for row in rows {
             let Some(id) = row.try_get::<Option<Uuid>, _>("product_id")? else {

@@ -49,13 +49,10 @@ pub fn coupon_code(coupon: &str) -> String {
     coupon.trim().to_uppercase()
 }
 
-/// `Err(())` when a coupon was given and none of the live promotions is its (it is
-/// unknown, inactive or outside its dates).
-pub fn check_coupon(coupon: Option<&str>, live: &[Promotion]) -> Result<(), ()> {
-    if coupon.is_some() && !live.iter().any(|p| p.coupon_code.is_some()) {
-        return Err(());
-    }
-    Ok(())
+/// False when a coupon was given and none of the live promotions is its (it is unknown,
+/// inactive or outside its dates).
+pub fn coupon_is_live(coupon: Option<&str>, live: &[Promotion]) -> bool {
+    coupon.is_none() || live.iter().any(|p| p.coupon_code.is_some())
 }
 
 /// The best discount per unit among `promos` for a product.
