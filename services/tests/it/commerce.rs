@@ -87,6 +87,20 @@ async fn event_types(app: &TestApp) -> Vec<String> {
         .unwrap()
 }
 
+/// The outbox's events of one type in the order written, decoded under the contract.
+async fn decoded(app: &TestApp, event_type: &str) -> Vec<events::Event> {
+    let payloads: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT payload FROM outbox.events WHERE event_type = $1 ORDER BY seq")
+            .bind(event_type)
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    payloads
+        .iter()
+        .map(|p| events::Event::from_json(event_type, p).unwrap())
+        .collect()
+}
+
 #[sqlx::test(migrations = false)]
 async fn catalog_rules_validation_ownership_paging_and_price_history(pool: PgPool) {
     let app = TestApp::new(pool).await;
@@ -245,24 +259,17 @@ async fn carts_are_private_priced_by_the_server_and_refuse_bad_quantities(pool: 
     assert_eq!(cart["lines"][0]["quantity"], 3);
     assert_eq!(cart["item_count"], 3);
     // Each add's event names the product's SKU and price as the server read them.
-    let added: Vec<Vec<u8>> = sqlx::query_scalar(
-        "SELECT payload FROM outbox.events WHERE event_type = 'cart.item_added.v1' ORDER BY seq",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
-    let added: Vec<(String, u32, Value)> = added
-        .iter()
-        .map(
-            |p| match events::Event::from_json("cart.item_added.v1", p).unwrap() {
-                events::Event::CartItemAdded(a) => (
-                    a.sku.as_str().to_owned(),
-                    a.quantity.get(),
-                    serde_json::to_value(a.unit_price).unwrap(),
-                ),
-                other => panic!("not an add: {other:?}"),
-            },
-        )
+    let added: Vec<(String, u32, Value)> = decoded(&app, "cart.item_added.v1")
+        .await
+        .into_iter()
+        .map(|e| match e {
+            events::Event::CartItemAdded(a) => (
+                a.sku.as_str().to_owned(),
+                a.quantity.get(),
+                serde_json::to_value(a.unit_price).unwrap(),
+            ),
+            other => panic!("not an add: {other:?}"),
+        })
         .collect();
     let price = json!({"amount_minor": 850, "currency": "EUR"});
     assert_eq!(
@@ -459,24 +466,18 @@ async fn a_cart_of_several_products_checks_out_whole_or_not_at_all(pool: PgPool)
         ]
     );
     // The sale events decode under the contract and carry the levels the sale left.
-    let sold: Vec<Vec<u8>> = sqlx::query_scalar(
-        "SELECT payload FROM outbox.events WHERE event_type = 'inventory.adjusted.v1' ORDER BY key",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
-    let levels: Vec<(String, i64, i64)> = sold
-        .iter()
-        .map(
-            |p| match events::Event::from_json("inventory.adjusted.v1", p).unwrap() {
-                events::Event::InventoryAdjusted(a) => {
-                    (a.sku.as_str().to_owned(), a.delta, a.on_hand_after)
-                }
-                other => panic!("not an adjustment: {other:?}"),
-            },
-        )
+    let mut sales: Vec<(String, i64, i64)> = decoded(&app, "inventory.adjusted.v1")
+        .await
+        .into_iter()
+        .map(|e| match e {
+            events::Event::InventoryAdjusted(a) => {
+                (a.sku.as_str().to_owned(), a.delta, a.on_hand_after)
+            }
+            other => panic!("not an adjustment: {other:?}"),
+        })
+        .filter(|(_, delta, _)| *delta < 0)
         .collect();
-    let sales: Vec<_> = levels.iter().filter(|(_, d, _)| *d < 0).cloned().collect();
+    sales.sort();
     assert_eq!(
         sales,
         [("MUG-1".to_owned(), -2, 3), ("TEA-1".to_owned(), -1, 0)]
