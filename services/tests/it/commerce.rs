@@ -638,6 +638,56 @@ async fn every_failed_step_is_compensated(pool: PgPool) {
     );
 }
 
+/// When the confirmation cannot be written (here PostgreSQL refuses every shipment row),
+/// none of it is: the checkout answers 500, the approved authorization is on file to be
+/// voided, and the order stays placed with its stock held until the reservation expires.
+#[sqlx::test(migrations = false)]
+async fn a_confirmation_that_cannot_be_written_writes_none_of_it(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let (_, vendor) = app.quick_user("vendor").await;
+    let p = product(&app, &vendor, "VASE-1", 2500, 3, 900).await;
+    let (_, buyer) = app.quick_user("customer").await;
+    add_to_cart(&app, &buyer, &p, 1).await;
+    sqlx::raw_sql(
+        "CREATE FUNCTION shipping.refuse() RETURNS trigger LANGUAGE plpgsql
+           AS $$ BEGIN RAISE EXCEPTION 'shipments are refused'; END $$;
+         CREATE TRIGGER refuse BEFORE INSERT ON shipping.shipments
+           FOR EACH ROW EXECUTE FUNCTION shipping.refuse();",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let before = event_types(&app).await.len();
+
+    let (status, body) = checkout(&app, &buyer, "refused", GOOD_CARD, "DE").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    let order: (String, Option<Uuid>) =
+        sqlx::query_as("SELECT status, payment_id FROM orders.orders")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(order, ("placed".to_owned(), None));
+    let paid: String = sqlx::query_scalar("SELECT status FROM payments.payments")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(paid, "authorized", "on file, to be voided");
+    assert_eq!(stock(&app, "VASE-1").await, (3, 1), "held, not sold");
+    assert_eq!(
+        app.count("SELECT count(*) FROM shipping.shipments").await,
+        0
+    );
+    assert_eq!(app.count("SELECT count(*) FROM carts.items").await, 1);
+    assert_eq!(
+        event_types(&app).await[before..],
+        [
+            "order.placed.v1",
+            "inventory.reserved.v1",
+            "payment.authorized.v1"
+        ]
+    );
+}
+
 #[sqlx::test(migrations = false)]
 async fn the_circuit_opens_after_five_gateway_faults(pool: PgPool) {
     let app = TestApp::new(pool).await;
