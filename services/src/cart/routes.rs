@@ -16,7 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::AppState;
-use crate::cart::store::{self, Cart, CartError};
+use crate::cart::store::{self, Cart};
 use crate::catalog::store::products_by_id;
 use crate::http::extract::{ApiPath, ApiQuery};
 use crate::http::openapi::ProblemDoc;
@@ -99,13 +99,7 @@ async fn priced(
     user: &AuthUser,
     coupon: Option<&str>,
 ) -> Result<Json<Cart>, Problem> {
-    match store::load(&app.pool, user.user_id, coupon).await {
-        Ok(cart) => Ok(Json(cart)),
-        Err(CartError::InvalidCoupon) => {
-            Err(Problem::invalid("coupon", "unknown or expired coupon"))
-        }
-        Err(e) => Err(Problem::internal(e)),
-    }
+    Ok(Json(store::load(&app.pool, user.user_id, coupon).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -169,9 +163,7 @@ async fn add_item(
     if added == 0 {
         return Err(Problem::not_found("no such product, or it is not for sale"));
     }
-    Cart::from_rows(&rows, None)
-        .map(Json)
-        .map_err(Problem::internal)
+    Ok(Json(Cart::from_rows(&rows, None)?))
 }
 
 #[utoipa::path(

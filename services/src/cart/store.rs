@@ -63,6 +63,17 @@ pub enum CartError {
     InvalidCoupon,
 }
 
+impl From<CartError> for crate::http::Problem {
+    fn from(e: CartError) -> Self {
+        match e {
+            CartError::InvalidCoupon => {
+                crate::http::Problem::invalid("coupon", "unknown or expired coupon")
+            }
+            other => crate::http::Problem::internal(other),
+        }
+    }
+}
+
 fn add(acc: Option<Money>, m: Money) -> Result<Option<Money>, CartError> {
     Ok(Some(match acc {
         None => m,

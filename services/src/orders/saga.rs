@@ -303,13 +303,7 @@ pub async fn checkout(
             "checkout refused: this account or card is blocked after a fraud review; contact support",
         ));
     }
-    let cart = match Cart::from_rows(&rows, code) {
-        Ok(c) => c,
-        Err(cart::store::CartError::InvalidCoupon) => {
-            return Err(Problem::invalid("coupon", "unknown or expired coupon"));
-        }
-        Err(e) => return Err(Problem::internal(e)),
-    };
+    let cart = Cart::from_rows(&rows, code)?;
     if cart.lines.is_empty() {
         return Err(Problem::invalid("cart", "the cart is empty"));
     }

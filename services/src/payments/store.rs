@@ -137,6 +137,16 @@ impl NewPayment {
         self.outcome.is_ok()
     }
 
+    /// The row's status: `failed`, `authorized`, or `captured` when the caller captures an
+    /// approved payment in the statement that writes it.
+    fn status(&self, captured: bool) -> &'static str {
+        match (&self.outcome, captured) {
+            (Err(_), _) => "failed",
+            (Ok(_), false) => "authorized",
+            (Ok(_), true) => "captured",
+        }
+    }
+
     pub fn authorization(&self) -> Authorization {
         let payment_id = self.id;
         match &self.outcome {
@@ -206,13 +216,11 @@ impl NewPayment {
         q: sqlx::query::Query<'q, Postgres, PgArguments>,
         captured: bool,
     ) -> sqlx::query::Query<'q, Postgres, PgArguments> {
-        let (status, reason, code) = match &self.outcome {
-            Ok(code) => {
-                let status = if captured { "captured" } else { "authorized" };
-                (status, None, Some(code.clone()))
-            }
-            Err(r) => ("failed", Some(crate::http::wire_name(r)), None),
+        let (reason, code) = match &self.outcome {
+            Ok(code) => (None, Some(code.clone())),
+            Err(r) => (Some(crate::http::wire_name(r)), None),
         };
+        let status = self.status(captured);
         q.bind(self.id)
             .bind(self.order_id)
             .bind(self.customer_id)
@@ -236,12 +244,7 @@ impl NewPayment {
                 .await?
                 .ok_or(PaymentError::NotFound(self.order_id));
         }
-        let status = if self.approved() {
-            "authorized"
-        } else {
-            "failed"
-        };
-        metrics::counter!("shopstream_payments_total", "status" => status).increment(1);
+        metrics::counter!("shopstream_payments_total", "status" => self.status(false)).increment(1);
         Ok(self.authorization())
     }
 }
