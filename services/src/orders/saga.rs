@@ -557,6 +557,7 @@ pub async fn checkout(
             "order {order_id} could not be confirmed ({confirmed:?}); its authorization: {recorded:?}"
         )));
     }
+    payment.count();
     metrics::counter!("shopstream_checkouts_total", "result" => "confirmed").increment(1);
     // The view from what was just written, without reading it back (the lines in SKU order,
     // as `load_order` gives them).

@@ -137,6 +137,12 @@ impl NewPayment {
         self.outcome.is_ok()
     }
 
+    /// Counts the payment by the gateway's answer (`authorized` or `failed`) once it is
+    /// written, by [`NewPayment::record`] or by the caller's statement.
+    pub fn count(&self) {
+        metrics::counter!("shopstream_payments_total", "status" => self.status(false)).increment(1);
+    }
+
     /// The row's status: `failed`, `authorized`, or `captured` when the caller captures an
     /// approved payment in the statement that writes it.
     fn status(&self, captured: bool) -> &'static str {
@@ -244,7 +250,7 @@ impl NewPayment {
                 .await?
                 .ok_or(PaymentError::NotFound(self.order_id));
         }
-        metrics::counter!("shopstream_payments_total", "status" => self.status(false)).increment(1);
+        self.count();
         Ok(self.authorization())
     }
 }
