@@ -1,6 +1,6 @@
 //! The outbox relay: one leader at a time (a PostgreSQL advisory lock) reads pending rows in
 //! `seq` order, publishes them with the idempotent producer, waits for every acknowledgement
-//! and only then marks them published. Per-aggregate order holds because an aggregate's
+//! and only then deletes them (Kafka is the record of what was published). Per-aggregate order holds because an aggregate's
 //! rows are written under its row lock (so their seqs follow commit order) and the leader
 //! publishes in seq order with one idempotent producer.
 
@@ -35,7 +35,7 @@ impl Default for RelayConfig {
     }
 }
 
-/// Rows published to Kafka but not yet marked: the crash window.
+/// Rows published to Kafka but not yet deleted: the crash window.
 #[derive(Debug, Default)]
 pub struct Published {
     pub seqs: Vec<i64>,
@@ -83,11 +83,10 @@ impl Relay {
     }
 
     /// Publishes the next batch of pending rows and waits for Kafka to acknowledge all of
-    /// them. Does not mark them: call [`Relay::mark`] next.
+    /// them. Does not remove them: call [`Relay::mark`] next.
     pub async fn publish_pending(&self) -> Result<Published, OutboxError> {
         let rows = sqlx::query(
-            "SELECT seq, topic, key, headers, payload FROM outbox.events
-             WHERE published_at IS NULL ORDER BY seq LIMIT $1",
+            "SELECT seq, topic, key, headers, payload FROM outbox.events ORDER BY seq LIMIT $1",
         )
         .bind(self.cfg.batch)
         .fetch_all(&self.pool)
@@ -131,12 +130,13 @@ impl Relay {
             })
     }
 
-    /// Marks published rows.
+    /// Marks rows published by deleting them: they are in Kafka. Losing this (a crash
+    /// before it commits) only publishes them again under the same event ids.
     pub async fn mark(&self, published: &Published) -> Result<(), OutboxError> {
         if published.seqs.is_empty() {
             return Ok(());
         }
-        sqlx::query("UPDATE outbox.events SET published_at = now() WHERE seq = ANY($1)")
+        sqlx::query("DELETE FROM outbox.events WHERE seq = ANY($1)")
             .bind(&published.seqs)
             .execute(&self.pool)
             .await?;
@@ -144,7 +144,7 @@ impl Relay {
     }
 
     /// Leads (after waiting for the lock) and relays until `shutdown` resolves; the batch
-    /// in hand is finished and marked first.
+    /// in hand is finished and deleted first.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<RelayStats, OutboxError> {
         use futures::FutureExt;
         tokio::pin!(shutdown);

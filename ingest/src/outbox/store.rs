@@ -149,9 +149,7 @@ impl OutboxRows {
 
 /// Rows not yet published.
 pub async fn pending_count(conn: &mut PgConnection) -> Result<i64, OutboxError> {
-    Ok(
-        sqlx::query_scalar("SELECT count(*) FROM outbox.events WHERE published_at IS NULL")
-            .fetch_one(conn)
-            .await?,
-    )
+    Ok(sqlx::query_scalar("SELECT count(*) FROM outbox.events")
+        .fetch_one(conn)
+        .await?)
 }

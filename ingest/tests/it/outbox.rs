@@ -138,7 +138,7 @@ async fn rows_written_together_match_rows_written_one_by_one_in_order(pool: PgPo
 }
 
 #[sqlx::test(migrations = false)]
-async fn a_relay_killed_between_publish_and_mark_loses_nothing(pool: PgPool) {
+async fn a_relay_killed_between_publish_and_delete_loses_nothing(pool: PgPool) {
     setup(&pool).await;
     let k = TestKafka::new().await;
     let written = write_orders(&pool, 7, 20).await;
@@ -147,7 +147,7 @@ async fn a_relay_killed_between_publish_and_mark_loses_nothing(pool: PgPool) {
         ..RelayConfig::default()
     };
 
-    // The first relay publishes a batch and dies before marking it.
+    // The first relay publishes a batch and dies before deleting it.
     {
         let relay = Relay::new(
             pool.clone(),
@@ -162,7 +162,7 @@ async fn a_relay_killed_between_publish_and_mark_loses_nothing(pool: PgPool) {
     assert_eq!(
         pending_count(&mut conn).await.unwrap(),
         140,
-        "nothing was marked"
+        "nothing was deleted"
     );
 
     // A new relay takes over and drains the outbox.
