@@ -14,7 +14,7 @@ use events::domain::orders::{
 use events::{Country, Currency, Envelope, Money, Quantity, Sku};
 use ingest::outbox::{OutboxRows, enqueue};
 use serde::{Deserialize, Serialize};
-use sqlx::{PgConnection, Row};
+use sqlx::{Connection, PgConnection, Row};
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -267,13 +267,16 @@ pub async fn checkout(
         .coupon
         .as_deref()
         .map(crate::pricing::store::coupon_code);
+    // One connection for the reads and the placing (each hand-over from the pool costs a
+    // round trip); it goes back before the gateway is asked.
+    let mut conn = app.pool.acquire().await?;
     let rows = sqlx::query(sqlx::AssertSqlSafe(START_SQL.as_str()))
         .bind(customer_id)
         .bind(&code)
         .bind(key)
         .bind(customer_id.to_string())
         .bind(card.as_ref().map(CardNumber::fingerprint))
-        .fetch_all(&app.pool)
+        .fetch_all(&mut *conn)
         .await?;
     let first = rows
         .first()
@@ -281,7 +284,6 @@ pub async fn checkout(
     let (existing, blocked): (Option<Uuid>, bool) =
         (first.try_get("existing")?, first.try_get("blocked")?);
     if let Some(id) = existing {
-        let mut conn = app.pool.acquire().await?;
         let view = load_order(&mut conn, id)
             .await?
             .ok_or_else(|| Problem::internal("order vanished"))?;
@@ -416,17 +418,18 @@ pub async fn checkout(
         Some(hold) => hold.bind(query),
         None => query,
     };
-    let row = events.bind(query).fetch_one(&app.pool).await?;
+    let row = events.bind(query).fetch_one(&mut *conn).await?;
     let (placed, held): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
     if placed == 0 {
         // The same key raced in concurrently; that request owns the order.
+        drop(conn);
         return Box::pin(checkout(app, buyer, key, req)).await;
     }
     let reserved = match &hold {
         Some(_) if held == 1 => Ok(()),
         Some(_) => Err(InventoryError::OutOfStock(wanted[0].0.clone())),
         None => {
-            let mut tx = app.pool.begin().await?;
+            let mut tx = conn.begin().await?;
             let r = inventory::reserve(&mut tx, order_id, &wanted, RESERVATION_TTL).await;
             match r {
                 Ok(()) => tx.commit().await?,
@@ -435,6 +438,7 @@ pub async fn checkout(
             r
         }
     };
+    drop(conn);
     match reserved {
         Ok(()) => {}
         Err(InventoryError::OutOfStock(sku)) => {
