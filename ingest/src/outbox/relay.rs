@@ -24,11 +24,6 @@ pub struct RelayConfig {
     pub batch: i64,
     /// Pause when nothing is pending.
     pub idle: Duration,
-    /// Deleted rows after which the leader vacuums the outbox. Its read walks the index
-    /// entries of rows deleted since the last vacuum, and autovacuum visits a database at
-    /// most once a minute (`autovacuum_naptime`): at a few thousand events a second that
-    /// walk was several milliseconds per batch. 0: leave it to autovacuum.
-    pub vacuum_every: u64,
 }
 
 impl Default for RelayConfig {
@@ -36,7 +31,6 @@ impl Default for RelayConfig {
         RelayConfig {
             batch: 1000,
             idle: Duration::from_millis(20),
-            vacuum_every: 20_000,
         }
     }
 }
@@ -91,20 +85,12 @@ impl Relay {
     /// Publishes the next batch of pending rows and waits for Kafka to acknowledge all of
     /// them. Does not remove them: call [`Relay::mark`] next.
     pub async fn publish_pending(&self) -> Result<Published, OutboxError> {
-        // In seq order by the primary key. The table holds few live rows among the pages of
-        // rows deleted since the last vacuum, so the planner prefers a sequential scan and a
-        // sort of the whole heap (7.8 ms against 0.4-3.5 ms by the index, measured mid-bench).
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET LOCAL enable_seqscan = off")
-            .execute(&mut *tx)
-            .await?;
         let rows = sqlx::query(
             "SELECT seq, topic, key, headers, payload FROM outbox.events ORDER BY seq LIMIT $1",
         )
         .bind(self.cfg.batch)
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.pool)
         .await?;
-        tx.commit().await?;
         let mut records = Vec::with_capacity(rows.len());
         for row in &rows {
             let seq: i64 = row.try_get("seq")?;
@@ -167,7 +153,6 @@ impl Relay {
             _ = &mut shutdown => return Ok(stats),
             conn = self.acquire_leadership() => conn?,
         };
-        let mut deleted = 0u64;
         while (&mut shutdown).now_or_never().is_none() {
             let published = self.publish_pending().await?;
             self.mark(&published).await?;
@@ -178,29 +163,8 @@ impl Relay {
                 stats.published += published.seqs.len() as u64;
                 metrics::counter!("shopstream_outbox_published_total")
                     .increment(published.seqs.len() as u64);
-                deleted += published.seqs.len() as u64;
-                if self.cfg.vacuum_every > 0 && deleted >= self.cfg.vacuum_every {
-                    deleted = 0;
-                    self.vacuum().await;
-                }
             }
         }
         Ok(stats)
-    }
-
-    /// Vacuums the outbox (see [`RelayConfig::vacuum_every`]). A failure (a role that does
-    /// not own the table, say) is logged and leaves the work to autovacuum.
-    async fn vacuum(&self) {
-        let started = std::time::Instant::now();
-        match sqlx::query("VACUUM (SKIP_LOCKED) outbox.events")
-            .execute(&self.pool)
-            .await
-        {
-            Ok(_) => {
-                metrics::counter!("shopstream_outbox_vacuums_total").increment(1);
-                tracing::debug!(elapsed = ?started.elapsed(), "outbox vacuumed");
-            }
-            Err(e) => tracing::warn!(error = %e, "could not vacuum the outbox; autovacuum will"),
-        }
     }
 }
