@@ -1,8 +1,8 @@
 //! The outbox relay: one leader at a time (a PostgreSQL advisory lock) reads pending rows in
 //! `seq` order, publishes them with the idempotent producer, waits for every acknowledgement
-//! and only then deletes them (Kafka is the record of what was published). Per-aggregate order holds because an aggregate's
-//! rows are written under its row lock (so their seqs follow commit order) and the leader
-//! publishes in seq order with one idempotent producer.
+//! and only then deletes them (Kafka is the record of what was published). Per-aggregate
+//! order holds because an aggregate's rows are written under its row lock (so their seqs
+//! follow commit order) and the leader publishes in seq order with one idempotent producer.
 
 use std::future::Future;
 use std::time::Duration;
