@@ -63,6 +63,9 @@ pub struct CheckoutArgs {
     /// Seconds of product-detail GET load.
     #[arg(long, default_value_t = 10)]
     get_duration: u64,
+    /// PostgreSQL connections in the services' pool [default: `database.max_connections`].
+    #[arg(long)]
+    db_connections: Option<u32>,
 }
 
 /// Latencies of one load phase.
@@ -108,7 +111,11 @@ pub async fn run(cfg: &Config, cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Checkout(args) => {
             private(cfg, |mut c: Config| async move {
-                c.database.max_connections = (args.concurrency as u32 * 2).max(16);
+                // The services' pool as configured: more connections than the cores can
+                // serve only add contention (see `DatabaseConfig::max_connections`).
+                if let Some(n) = args.db_connections {
+                    c.database.max_connections = n;
+                }
                 // Every client comes from 127.0.0.1: the per-IP limit would measure itself.
                 c.services.rate_limit_ip_per_sec = 0.0;
                 bench(&c, &args).await
