@@ -11,6 +11,7 @@ mod images;
 mod live;
 mod openapi;
 mod people;
+mod pool;
 mod rbac;
 mod recs;
 mod search;
