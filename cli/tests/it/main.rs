@@ -336,12 +336,39 @@ async fn private_database() -> String {
     let base = std::env::var("DATABASE_URL").expect("DATABASE_URL (set in .cargo/config.toml)");
     let name = format!("cli_{}", unique_prefix().replace(['-', '.'], "_"));
     let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
+    drop_orphaned_databases(&mut conn).await;
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut conn)
         .await
         .unwrap();
     let (root, _) = base.rsplit_once('/').unwrap();
     format!("{root}/{name}")
+}
+
+/// Drops the private databases of earlier runs that ended before dropping their own (a
+/// failed assertion, a killed run): those named after a process that no longer exists.
+async fn drop_orphaned_databases(conn: &mut sqlx::PgConnection) {
+    let names: Vec<String> =
+        sqlx::query_scalar(r"SELECT datname FROM pg_database WHERE datname LIKE 'cli\_cli\_%'")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+    for name in names {
+        let pid = name
+            .strip_prefix("cli_cli_")
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        {
+            // Another test of this run may be dropping it at the same moment.
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut *conn)
+            .await;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
