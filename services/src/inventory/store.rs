@@ -187,13 +187,16 @@ pub async fn release(
     order_id: Uuid,
     reason: ReleaseReason,
 ) -> Result<u32, InventoryError> {
-    let held: Vec<(Uuid, String, i32)> = sqlx::query_as(
+    let mut held: Vec<(Uuid, String, i32)> = sqlx::query_as(
         "UPDATE inventory.reservations SET state = 'released'
          WHERE order_id = $1 AND state = 'held' RETURNING id, sku, quantity",
     )
     .bind(order_id)
     .fetch_all(&mut *conn)
     .await?;
+    // The stock rows in SKU order, as `reserve` and `sell_sql` take them: orders that share
+    // SKUs then wait for each other instead of deadlocking.
+    held.sort_by(|a, b| a.1.cmp(&b.1));
     for (id, sku, qty) in &held {
         sqlx::query("UPDATE inventory.stock SET reserved = reserved - $2 WHERE sku = $1")
             .bind(sku)
@@ -218,7 +221,9 @@ pub async fn release(
 
 /// The sale of an order's held units, as parts of the caller's statement (the saga's
 /// confirmation): the CTEs `held` and `sold` run when the CTE named `guard` returned a row;
-/// `$order_param` holds the order id. The units leave stock for good.
+/// `$order_param` holds the order id. The units leave stock for good. The stock rows are
+/// taken in SKU order, as `reserve` and `release` take them, so that orders sharing SKUs
+/// wait for each other instead of deadlocking.
 pub fn sell_sql(order_param: usize, guard: &str) -> String {
     format!(
         "held AS (
@@ -227,8 +232,8 @@ pub fn sell_sql(order_param: usize, guard: &str) -> String {
             RETURNING sku, quantity),
          sold AS (
             UPDATE inventory.stock s
-            SET on_hand = s.on_hand - held.quantity, reserved = s.reserved - held.quantity
-            FROM held WHERE s.sku = held.sku
+            SET on_hand = s.on_hand - h.quantity, reserved = s.reserved - h.quantity
+            FROM (SELECT sku, quantity FROM held ORDER BY sku) h WHERE s.sku = h.sku
             RETURNING s.sku, s.on_hand)"
     )
 }

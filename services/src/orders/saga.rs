@@ -520,8 +520,9 @@ pub async fn checkout(
     // 5. Confirm, in one statement that does all or nothing: the payment is recorded
     // captured, the shipment written, the stock leaves, the order is confirmed and the cart
     // emptied, with every event (the stock's carry the levels the statement leaves).
-    // Concurrent orders sharing SKUs can deadlock on the stock rows; the statement did
-    // nothing then and is tried again.
+    // The stock rows are taken in SKU order, as the reservation took them; should the
+    // statement still deadlock (with a writer that takes them otherwise), it did nothing
+    // and is tried again.
     let mut attempt = 0;
     let confirmed = loop {
         attempt += 1;

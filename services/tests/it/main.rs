@@ -15,4 +15,5 @@ mod pool;
 mod rbac;
 mod recs;
 mod search;
+mod stock_locks;
 mod support;
