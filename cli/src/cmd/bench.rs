@@ -64,7 +64,7 @@ pub struct CheckoutArgs {
     #[arg(long, default_value_t = 10)]
     get_duration: u64,
     /// PostgreSQL connections in the services' pool [default: `database.max_connections`].
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     db_connections: Option<u32>,
 }
 

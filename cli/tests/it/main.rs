@@ -347,7 +347,11 @@ async fn private_database() -> String {
 
 /// Drops the private databases of earlier runs that ended before dropping their own (a
 /// failed assertion, a killed run): those named after a process that no longer exists.
+/// Only where `/proc` tells which processes exist.
 async fn drop_orphaned_databases(conn: &mut sqlx::PgConnection) {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
     let names: Vec<String> =
         sqlx::query_scalar(r"SELECT datname FROM pg_database WHERE datname LIKE 'cli\_cli\_%'")
             .fetch_all(&mut *conn)
@@ -359,6 +363,7 @@ async fn drop_orphaned_databases(conn: &mut sqlx::PgConnection) {
             .and_then(|rest| rest.split('_').next())
             .and_then(|pid| pid.parse::<u32>().ok());
         if let Some(pid) = pid
+            && pid != std::process::id()
             && !std::path::Path::new(&format!("/proc/{pid}")).exists()
         {
             // Another test of this run may be dropping it at the same moment.

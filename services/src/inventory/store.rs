@@ -194,8 +194,8 @@ pub async fn release(
     .bind(order_id)
     .fetch_all(&mut *conn)
     .await?;
-    // The stock rows in SKU order, as `reserve` and `sell_sql` take them: orders that share
-    // SKUs then wait for each other instead of deadlocking.
+    // The stock rows in SKU (byte) order, as `reserve` and `sell_sql` take them: orders
+    // that share SKUs then wait for each other instead of deadlocking.
     held.sort_by(|a, b| a.1.cmp(&b.1));
     for (id, sku, qty) in &held {
         sqlx::query("UPDATE inventory.stock SET reserved = reserved - $2 WHERE sku = $1")
@@ -222,18 +222,22 @@ pub async fn release(
 /// The sale of an order's held units, as parts of the caller's statement (the saga's
 /// confirmation): the CTEs `held` and `sold` run when the CTE named `guard` returned a row;
 /// `$order_param` holds the order id. The units leave stock for good. The stock rows are
-/// taken in SKU order, as `reserve` and `release` take them, so that orders sharing SKUs
-/// wait for each other instead of deadlocking.
+/// locked first, in SKU byte order as `reserve` and `release` take them (`locked`: the
+/// rows are locked as the sort hands them out, whatever plan the update gets), so that
+/// orders sharing SKUs wait for each other instead of deadlocking.
 pub fn sell_sql(order_param: usize, guard: &str) -> String {
     format!(
         "held AS (
             UPDATE inventory.reservations SET state = 'committed'
             WHERE order_id = ${order_param} AND state = 'held' AND EXISTS (SELECT 1 FROM {guard})
             RETURNING sku, quantity),
+         locked AS (
+            SELECT sku FROM inventory.stock WHERE sku IN (SELECT sku FROM held)
+            ORDER BY sku COLLATE \"C\" FOR NO KEY UPDATE),
          sold AS (
             UPDATE inventory.stock s
-            SET on_hand = s.on_hand - h.quantity, reserved = s.reserved - h.quantity
-            FROM (SELECT sku, quantity FROM held ORDER BY sku) h WHERE s.sku = h.sku
+            SET on_hand = s.on_hand - held.quantity, reserved = s.reserved - held.quantity
+            FROM held JOIN locked USING (sku) WHERE s.sku = held.sku
             RETURNING s.sku, s.on_hand)"
     )
 }

@@ -10,12 +10,13 @@ use services::inventory::store as inventory;
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
-/// Stock of SKUs A and B with one unit of each held for a new order, whose reservation
-/// rows are written B first (an unsorted writer would meet B first).
+/// Stock of SKUs A and B with one unit of each held for a new order; the stock rows and
+/// the reservation rows are both written B first (a writer that follows either physical
+/// order would meet B first).
 async fn order_holding_b_then_a(pool: &PgPool) -> Uuid {
     services::migrate(pool).await.unwrap();
     sqlx::query(
-        "INSERT INTO inventory.stock (sku, on_hand, reserved) VALUES ('LOCK-A', 10, 1), ('LOCK-B', 10, 1)",
+        "INSERT INTO inventory.stock (sku, on_hand, reserved) VALUES ('LOCK-B', 10, 1), ('LOCK-A', 10, 1)",
     )
     .execute(pool)
     .await

@@ -195,11 +195,11 @@ impl<'c, DB: Database> crate::acquire::Acquire<'c> for &'c mut PoolConnection<DB
     }
 }
 
-/// Returns the connection to the [`Pool`][crate::pool::Pool] it was checked-out from.
 /// How long a released connection may take to settle what a cancelled call left pending
 /// (Shopstream patch).
 const RELEASE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Returns the connection to the [`Pool`][crate::pool::Pool] it was checked-out from.
 impl<DB: Database> Drop for PoolConnection<DB> {
     fn drop(&mut self) {
         if self.close_on_drop {
@@ -312,9 +312,10 @@ impl<DB: Database> Floating<DB, Live<DB>> {
         // ReadyForQuery, so every release cost one more round trip to the server. What the
         // ping was for is kept without it: `flush` sends what a cancelled call left unsent
         // and waits out the responses it left pending (a dropped transaction's ROLLBACK
-        // among them), with no I/O when there are none. A connection still inside a
-        // transaction afterwards, or one that does not settle in time, is closed. A socket
-        // that died quietly shows on its next use instead (`before_acquire` can ping).
+        // among them), with no I/O when there are none. A connection sqlx still counts
+        // inside a transaction afterwards, or one that does not settle in time, is closed.
+        // A socket that died quietly shows on its next use instead (`before_acquire` can
+        // ping).
         match crate::rt::timeout(RELEASE_FLUSH_TIMEOUT, self.raw.flush()).await {
             Ok(Ok(())) if !self.raw.is_in_transaction() => {
                 // clean: release it to the pool
