@@ -3,11 +3,13 @@
 //! deadlocking. Each test holds SKU A from another transaction, lets the writer block on
 //! it, then takes B: a writer that had taken B first would deadlock here.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use events::domain::inventory::ReleaseReason;
 use services::inventory::store as inventory;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use uuid::Uuid;
 
 /// Stock of SKUs A and B with one unit of each held for a new order; the stock rows and
@@ -56,14 +58,21 @@ async fn blocked_on_a_lock(pool: &PgPool, pid: i32) {
     }
 }
 
-/// With `holder`'s transaction holding A: waits until `writer` blocks on A, takes B in
-/// that same transaction and commits. Returns the writer's result.
-async fn race_with<T: Send + 'static>(
-    pool: &PgPool,
-    pid: i32,
-    writer: tokio::task::JoinHandle<Result<T, String>>,
-    mut holder: PgConnection,
-) -> Result<T, String> {
+/// Runs `write` on a pooled connection while another transaction holds A: once the writer
+/// waits for A, that transaction takes B and commits. Returns the writer's result.
+async fn race<T, F, Fut>(pool: &PgPool, write: F) -> Result<T, String>
+where
+    T: Send + 'static,
+    F: FnOnce(PoolConnection<Postgres>) -> Fut,
+    Fut: Future<Output = Result<T, String>> + Send + 'static,
+{
+    let mut holder = holding_a(pool).await;
+    let mut conn = pool.acquire().await.unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    let writer = tokio::spawn(write(conn));
     blocked_on_a_lock(pool, pid).await;
     let took_b = sqlx::query("UPDATE inventory.stock SET on_hand = on_hand WHERE sku = 'LOCK-B'")
         .execute(&mut holder)
@@ -99,21 +108,15 @@ async fn levels(pool: &PgPool) -> Vec<(String, i64, i64)> {
 #[sqlx::test(migrations = false)]
 async fn a_release_takes_the_stock_rows_in_sku_order(pool: PgPool) {
     let order = order_holding_b_then_a(&pool).await;
-    let a = holding_a(&pool).await;
-    let mut conn = pool.acquire().await.unwrap();
-    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
-    let writer = tokio::spawn(async move {
+    let released = race(&pool, move |mut conn| async move {
         let mut tx = conn.begin().await.map_err(|e| e.to_string())?;
         let n = inventory::release(&mut tx, order, ReleaseReason::Compensation)
             .await
             .map_err(|e| e.to_string())?;
         tx.commit().await.map_err(|e| e.to_string())?;
         Ok(n)
-    });
-    let released = race_with(&pool, pid, writer, a).await;
+    })
+    .await;
     assert_eq!(released, Ok(2));
     assert_eq!(
         levels(&pool).await,
@@ -124,24 +127,18 @@ async fn a_release_takes_the_stock_rows_in_sku_order(pool: PgPool) {
 #[sqlx::test(migrations = false)]
 async fn a_sale_takes_the_stock_rows_in_sku_order(pool: PgPool) {
     let order = order_holding_b_then_a(&pool).await;
-    let a = holding_a(&pool).await;
-    let mut conn = pool.acquire().await.unwrap();
-    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
     let sql = format!(
         "WITH go AS (SELECT 1), {} SELECT count(*) FROM sold",
         inventory::sell_sql(1, "go")
     );
-    let writer = tokio::spawn(async move {
+    let sold = race(&pool, move |mut conn| async move {
         sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
             .bind(order)
             .fetch_one(&mut *conn)
             .await
             .map_err(|e| e.to_string())
-    });
-    let sold = race_with(&pool, pid, writer, a).await;
+    })
+    .await;
     assert_eq!(sold, Ok(2));
     assert_eq!(
         levels(&pool).await,
