@@ -83,7 +83,7 @@ impl Relay {
     }
 
     /// Publishes the next batch of pending rows and waits for Kafka to acknowledge all of
-    /// them. Does not remove them: call [`Relay::mark`] next.
+    /// them. Does not remove them: call [`Relay::delete_published`] next.
     pub async fn publish_pending(&self) -> Result<Published, OutboxError> {
         let rows = sqlx::query(
             "SELECT seq, topic, key, headers, payload FROM outbox.events ORDER BY seq LIMIT $1",
@@ -130,9 +130,9 @@ impl Relay {
             })
     }
 
-    /// Marks rows published by deleting them: they are in Kafka. Losing this (a crash
-    /// before it commits) only publishes them again under the same event ids.
-    pub async fn mark(&self, published: &Published) -> Result<(), OutboxError> {
+    /// Deletes rows Kafka acknowledged: they are published. Losing this (a crash before it
+    /// commits) only publishes them again under the same event ids.
+    pub async fn delete_published(&self, published: &Published) -> Result<(), OutboxError> {
         if published.seqs.is_empty() {
             return Ok(());
         }
@@ -155,7 +155,7 @@ impl Relay {
         };
         while (&mut shutdown).now_or_never().is_none() {
             let published = self.publish_pending().await?;
-            self.mark(&published).await?;
+            self.delete_published(&published).await?;
             if published.seqs.is_empty() {
                 tokio::time::sleep(self.cfg.idle).await;
             } else {

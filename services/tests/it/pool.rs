@@ -7,9 +7,17 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
-/// A pool of one connection, so every acquire gets the same one unless it was closed.
-async fn one_connection_pool(opts: PgPoolOptions, connect: PgConnectOptions) -> PgPool {
-    opts.max_connections(1).connect_with(connect).await.unwrap()
+use crate::support::backend_pid;
+
+/// A pool of one connection, so every acquire gets the same one unless it was closed, and
+/// a connection outside it to watch its backend.
+async fn one_connection_pool(
+    opts: PgPoolOptions,
+    connect: PgConnectOptions,
+) -> (PgPool, PgConnection) {
+    let observer = PgConnection::connect_with(&connect).await.unwrap();
+    let pool = opts.max_connections(1).connect_with(connect).await.unwrap();
+    (pool, observer)
 }
 
 /// The state `pg_stat_activity` shows for a backend, as soon as it matches `want` (or what
@@ -37,8 +45,7 @@ async fn a_dropped_transaction_is_rolled_back_as_its_connection_returns_to_the_p
     opts: PgPoolOptions,
     connect: PgConnectOptions,
 ) {
-    let mut observer = PgConnection::connect_with(&connect).await.unwrap();
-    let pool = one_connection_pool(opts, connect).await;
+    let (pool, mut observer) = one_connection_pool(opts, connect).await;
     sqlx::query("CREATE TABLE t (id int PRIMARY KEY, n int)")
         .execute(&pool)
         .await
@@ -49,10 +56,7 @@ async fn a_dropped_transaction_is_rolled_back_as_its_connection_returns_to_the_p
         .unwrap();
 
     let mut conn = pool.acquire().await.unwrap();
-    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
+    let pid = backend_pid(&mut conn).await;
     let mut tx = conn.begin().await.unwrap();
     sqlx::query("UPDATE t SET n = 1 WHERE id = 1")
         .execute(&mut *tx)
@@ -70,11 +74,7 @@ async fn a_dropped_transaction_is_rolled_back_as_its_connection_returns_to_the_p
         .unwrap();
     assert_eq!(n, 10, "the dropped transaction's update is not there");
     // And the connection itself stayed in the pool.
-    let again: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(again, pid);
+    assert_eq!(backend_pid(&mut pool.acquire().await.unwrap()).await, pid);
 }
 
 #[sqlx::test(migrations = false)]
@@ -84,13 +84,9 @@ async fn a_result_dropped_midway_is_drained_as_its_connection_returns_to_the_poo
 ) {
     use futures::StreamExt;
 
-    let mut observer = PgConnection::connect_with(&connect).await.unwrap();
-    let pool = one_connection_pool(opts, connect).await;
+    let (pool, mut observer) = one_connection_pool(opts, connect).await;
     let mut conn = pool.acquire().await.unwrap();
-    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
+    let pid = backend_pid(&mut conn).await;
     {
         // ~20 MB of rows: far more than the socket buffers hold, so the server stays busy
         // sending them until the client reads them.

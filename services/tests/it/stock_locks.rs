@@ -12,6 +12,8 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use uuid::Uuid;
 
+use crate::support::backend_pid;
+
 /// Stock of SKUs A and B with one unit of each held for a new order; the stock rows and
 /// the reservation rows are both written B first (a writer that follows either physical
 /// order would meet B first).
@@ -68,10 +70,7 @@ where
 {
     let mut holder = holding_a(pool).await;
     let mut conn = pool.acquire().await.unwrap();
-    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
+    let pid = backend_pid(&mut conn).await;
     let writer = tokio::spawn(write(conn));
     blocked_on_a_lock(pool, pid).await;
     let took_b = sqlx::query("UPDATE inventory.stock SET on_hand = on_hand WHERE sku = 'LOCK-B'")

@@ -24,6 +24,14 @@ pub struct Reply {
 }
 
 /// The `field` of each entry of a problem's `errors`, in order.
+/// The PostgreSQL backend (process id) serving a connection.
+pub async fn backend_pid(conn: &mut sqlx::PgConnection) -> i32 {
+    sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
+
 pub fn error_fields(problem: &Value) -> Vec<String> {
     problem["errors"]
         .as_array()
