@@ -348,6 +348,7 @@ async fn bench(cfg: &Config, args: &CheckoutArgs) -> anyhow::Result<()> {
         warm.await?;
         sqlx::query("ANALYZE").execute(&pool).await?;
     }
+    let cpu_before = (machine_busy(), crate::cmd::bench_streams::cpu_time());
     let checkout = checkout_load(
         &client,
         &base,
@@ -357,6 +358,7 @@ async fn bench(cfg: &Config, args: &CheckoutArgs) -> anyhow::Result<()> {
         args.duration,
     )
     .await?;
+    let cpu = CpuCost::since(cpu_before, checkout.count);
 
     // Outbox drain: how long until every event of the run is in Kafka.
     let drain_start = Instant::now();
@@ -431,5 +433,66 @@ async fn bench(cfg: &Config, args: &CheckoutArgs) -> anyhow::Result<()> {
         checkout.count,
         drain.as_secs_f64()
     );
+    if let Some(cpu) = cpu {
+        println!("{cpu}");
+    }
     Ok(())
+}
+
+/// CPU time the whole machine spent busy so far (all cores; user, system, interrupts,
+/// steal: everything but idle and I/O wait), from `/proc/stat`. `None` off Linux.
+fn machine_busy() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let busy: u64 = ticks.iter().take(8).sum::<u64>() - ticks.get(3)? - ticks.get(4)?;
+    // SAFETY: sysconf only reads a constant of the system.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| Duration::from_secs_f64(busy as f64 / hz as f64))
+}
+
+/// What the measured checkouts cost in CPU: the machine's busy time over the load divided by
+/// the checkouts, and this process's share (the services, the bench's clients, the relay);
+/// the rest is PostgreSQL, Kafka and anything else running. With every core busy, the cores
+/// divided by this cost bound the rate.
+struct CpuCost {
+    machine: Duration,
+    process: Duration,
+    count: usize,
+    cores: usize,
+}
+
+impl CpuCost {
+    fn since((machine, process): (Option<Duration>, Duration), count: usize) -> Option<CpuCost> {
+        let machine = machine_busy()?.checked_sub(machine?)?;
+        (count > 0).then(|| CpuCost {
+            machine,
+            process: crate::cmd::bench_streams::cpu_time().saturating_sub(process),
+            count,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        })
+    }
+}
+
+impl std::fmt::Display for CpuCost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let per = |d: Duration| d.as_secs_f64() * 1e3 / self.count as f64;
+        let machine = per(self.machine);
+        write!(
+            f,
+            "cpu per checkout: {machine:.2} ms machine-wide, {:.2} ms of it in this process \
+             (services, bench clients, relay), {:.2} ms elsewhere (PostgreSQL, Kafka, other); \
+             {} cores at this cost allow {:.0}/s",
+            per(self.process),
+            machine - per(self.process),
+            self.cores,
+            self.cores as f64 * 1e3 / machine
+        )
+    }
 }
