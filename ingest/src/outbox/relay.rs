@@ -97,9 +97,14 @@ impl Relay {
             let base: String = row.try_get("topic")?;
             let topic = self.topic_name(seq, &base)?;
             let key: String = row.try_get("key")?;
-            let headers: sqlx::types::Json<Vec<[String; 2]>> = row.try_get("headers")?;
+            let headers: &str = row.try_get("headers")?;
+            let headers: Vec<[String; 2]> =
+                serde_json::from_str(headers).map_err(|e| OutboxError::BadRow {
+                    seq,
+                    reason: format!("headers: {e}"),
+                })?;
             let payload: Vec<u8> = row.try_get("payload")?;
-            records.push((seq, topic, key, headers.0, payload));
+            records.push((seq, topic, key, headers, payload));
         }
         let sends = records.iter().map(|(_, topic, key, headers, payload)| {
             let h = headers.iter().fold(OwnedHeaders::new(), |h, [k, v]| {

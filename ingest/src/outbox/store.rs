@@ -45,7 +45,8 @@ pub struct OutboxRows {
     topics: Vec<&'static str>,
     keys: Vec<String>,
     types: Vec<&'static str>,
-    headers: Vec<serde_json::Value>,
+    /// Each row's headers as JSON text, `[[name, value], ...]`.
+    headers: Vec<String>,
     payloads: Vec<Vec<u8>>,
 }
 
@@ -56,7 +57,7 @@ impl OutboxRows {
             .into_iter()
             .map(|(k, v)| [k.to_owned(), v])
             .collect();
-        let headers = serde_json::to_value(headers).map_err(|e| OutboxError::BadRow {
+        let headers = serde_json::to_string(&headers).map_err(|e| OutboxError::BadRow {
             seq: -1,
             reason: e.to_string(),
         })?;
@@ -97,7 +98,7 @@ impl OutboxRows {
         format!(
             "INSERT INTO outbox.events (event_id, topic, key, event_type, headers, payload)
              SELECT e.id, e.topic, e.key, e.event_type, e.headers, {payload}
-             FROM unnest(${}::uuid[], ${}::text[], ${}::text[], ${}::text[], ${}::jsonb[], ${}::bytea[])
+             FROM unnest(${}::uuid[], ${}::text[], ${}::text[], ${}::text[], ${}::text[], ${}::bytea[])
                   WITH ORDINALITY AS e(id, topic, key, event_type, headers, payload, n) {join}
              WHERE {condition}
              ORDER BY e.n",

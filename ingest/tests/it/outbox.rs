@@ -101,7 +101,8 @@ async fn rows_written_together_match_rows_written_one_by_one_in_order(pool: PgPo
     }
     // The headers differ only in the id (and time) the envelopes carry.
     let names = |r: &sqlx::postgres::PgRow| -> Vec<String> {
-        r.get::<serde_json::Value, _>("headers")
+        serde_json::from_str::<serde_json::Value>(r.get::<&str, _>("headers"))
+            .unwrap()
             .as_array()
             .unwrap()
             .iter()
