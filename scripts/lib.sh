@@ -3,6 +3,22 @@
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/shopstream-target}
 
+# A cold build of the workspace fills ~20 GB under the target dir, and PostgreSQL and Kafka
+# write under /var/lib: a disk that fills halfway through a build or a test run fails late
+# and confusingly (and Kafka stops). Refuse to start with too little space, warn when low.
+ensure_disk_space() {
+  local need_gb=${SHOPSTREAM_MIN_FREE_GB:-4} warn_gb=15 dir=$CARGO_TARGET_DIR free_gb
+  while [ ! -d "$dir" ]; do dir=$(dirname "$dir"); done
+  free_gb=$(( $(df -Pk "$dir" | awk 'NR == 2 { print $4 }') / 1024 / 1024 ))
+  if [ "$free_gb" -lt "$need_gb" ]; then
+    echo "error: only ${free_gb} GB free on the filesystem of $CARGO_TARGET_DIR (need ${need_gb});" \
+      "free space first, e.g. remove $CARGO_TARGET_DIR/debug/incremental" >&2
+    exit 1
+  fi
+  [ "$free_gb" -ge "$warn_gb" ] \
+    || echo "[setup] warning: only ${free_gb} GB free for $CARGO_TARGET_DIR; a cold build needs ~20 GB" >&2
+}
+
 ensure_build_deps() {
   # rdkafka's cmake-build compiles librdkafka: it needs cmake, a C++ compiler and
   # libcurl's headers (Debian's librdkafka 2.0.2 is too old for dynamic linking).

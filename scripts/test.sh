@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+ensure_disk_space
 ensure_build_deps
 ensure_text_model
 ensure_image_model
