@@ -243,3 +243,32 @@ async fn only_one_relay_leads_at_a_time(pool: PgPool) {
     );
     k.cleanup().await;
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_row_with_malformed_headers_stops_the_relay_naming_it_and_stays(pool: PgPool) {
+    setup(&pool).await;
+    let k = TestKafka::new().await;
+    let env = Envelope::new("/it", samples()[0].clone());
+    let mut conn = pool.acquire().await.unwrap();
+    enqueue(&mut conn, &env).await.unwrap();
+    // The headers are text the relay parses; a row edited by hand can break them.
+    let seq: i64 =
+        sqlx::query_scalar("UPDATE outbox.events SET headers = '[[\"ce_id\"' RETURNING seq")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+    let relay = Relay::new(
+        pool.clone(),
+        EventProducer::new(&k.cfg).unwrap(),
+        RelayConfig::default(),
+    );
+    match relay.publish_pending().await {
+        Err(ingest::outbox::OutboxError::BadRow { seq: s, reason }) => {
+            assert_eq!(s, seq);
+            assert!(reason.contains("headers"), "{reason}");
+        }
+        other => panic!("expected BadRow for row {seq}, got {other:?}"),
+    }
+    assert_eq!(pending_count(&mut conn).await.unwrap(), 1, "the row stays");
+    k.cleanup().await;
+}
