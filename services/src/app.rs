@@ -109,6 +109,9 @@ pub struct AppState {
     pub gateway: Arc<Gateway>,
     pub limits: Arc<Limits>,
     pub product_cache: Arc<ProductCache>,
+    /// The checkout's batchers of placings and confirmations, started on first use.
+    pub placer: Arc<std::sync::OnceLock<crate::orders::batch::Placer>>,
+    pub confirmer: Arc<std::sync::OnceLock<crate::orders::batch::Confirmer>>,
     /// Where uploaded files (product images) live.
     pub data_dir: std::path::PathBuf,
     /// Producer for the clickstream intake (absent: the intake answers 503).
@@ -132,6 +135,8 @@ impl AppState {
             )),
             limiter: Arc::new(LoginLimiter::default()),
             product_cache: Arc::new(ProductCache::default()),
+            placer: Arc::new(std::sync::OnceLock::new()),
+            confirmer: Arc::new(std::sync::OnceLock::new()),
             data_dir: cfg.data_dir.clone(),
             events: None,
             models: Arc::new(crate::recs::Models::new(

@@ -70,6 +70,16 @@ impl OutboxRows {
         Ok(())
     }
 
+    /// Moves `other`'s rows after these.
+    pub fn append(&mut self, mut other: OutboxRows) {
+        self.ids.append(&mut other.ids);
+        self.topics.append(&mut other.topics);
+        self.keys.append(&mut other.keys);
+        self.types.append(&mut other.types);
+        self.headers.append(&mut other.headers);
+        self.payloads.append(&mut other.payloads);
+    }
+
     pub fn len(&self) -> usize {
         self.ids.len()
     }

@@ -81,11 +81,11 @@ pub async fn adjust(
 /// A hold of one line's units for an order: its stock, its reservation row and its event,
 /// as parts of a statement (the saga places a one-line order and holds its stock in one).
 pub struct Hold {
-    id: Uuid,
+    pub(crate) id: Uuid,
     order_id: Uuid,
     sku: Sku,
     quantity: NonZeroU32,
-    expires_at: DateTime<Utc>,
+    pub(crate) expires_at: DateTime<Utc>,
 }
 
 impl Hold {

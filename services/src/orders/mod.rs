@@ -6,6 +6,7 @@
 //! A process dying mid-saga leaves a `placed` order whose stock reservation expires
 //! (`inventory::store::release_expired`); recovering such orders is not automated yet.
 
+pub mod batch;
 pub mod routes;
 pub mod saga;
 

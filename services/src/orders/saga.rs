@@ -332,8 +332,8 @@ pub async fn checkout(
         .ok_or_else(|| Problem::internal("overflow"))?;
 
     // 1. Place the order: the order, its lines, its history and its event in one statement.
-    // 2. Hold the stock: a one-line order's in that same statement (atomic alone), more
-    //    lines' after it in one transaction.
+    // 2. Hold the stock: a one-line order's in that same statement (atomic alone), shared
+    //    with the other one-line orders waiting; more lines' after it in one transaction.
     let order_id = Uuid::now_v7();
     let lines: Vec<OrderLine> = cart
         .lines
@@ -378,67 +378,118 @@ pub async fn checkout(
         ip: buyer.ip.clone(),
         device_id: req.device_id.clone().unwrap_or_else(|| "unknown".into()),
     };
-    let mut events = OutboxRows::default();
-    events.push(&Envelope::new(SOURCE, event))?;
-    if let Some(hold) = &hold {
-        events.push(&hold.event())?;
-    }
-    let sql = if hold.is_some() {
-        &*PLACE_AND_HOLD_SQL
-    } else {
-        &*PLACE_SQL
+    let place_events = || -> Result<OutboxRows, Problem> {
+        let mut events = OutboxRows::default();
+        events.push(&Envelope::new(SOURCE, event.clone()))?;
+        if let Some(hold) = &hold {
+            events.push(&hold.event())?;
+        }
+        Ok(events)
     };
-    let query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-        .bind(order_id)
-        .bind(customer_id)
-        .bind(key)
-        .bind(subtotal.currency.as_str())
-        .bind(subtotal.amount_minor)
-        .bind(shipping_cost.amount_minor)
-        .bind(total.amount_minor)
-        .bind(billing.as_str())
-        .bind(ship_to.as_str())
-        .bind(discount.amount_minor)
-        .bind(&cart.coupon)
-        .bind(lines.iter().map(|l| l.product_id).collect::<Vec<_>>())
-        .bind(lines.iter().map(|l| l.sku.as_str()).collect::<Vec<_>>())
-        .bind(
-            lines
-                .iter()
-                .map(|l| l.quantity.get() as i32)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            lines
-                .iter()
-                .map(|l| l.unit_price.amount_minor)
-                .collect::<Vec<_>>(),
-        );
-    let query = match &hold {
-        Some(hold) => hold.bind(query),
-        None => query,
+    // The order alone, in one statement (with the hold of its stock when `hold`): counts
+    // placed and held.
+    let place_alone = || -> Result<_, Problem> {
+        let sql = if hold.is_some() {
+            &*PLACE_AND_HOLD_SQL
+        } else {
+            &*PLACE_SQL
+        };
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(order_id)
+            .bind(customer_id)
+            .bind(key)
+            .bind(subtotal.currency.as_str())
+            .bind(subtotal.amount_minor)
+            .bind(shipping_cost.amount_minor)
+            .bind(total.amount_minor)
+            .bind(billing.as_str())
+            .bind(ship_to.as_str())
+            .bind(discount.amount_minor)
+            .bind(&cart.coupon)
+            .bind(lines.iter().map(|l| l.product_id).collect::<Vec<_>>())
+            .bind(lines.iter().map(|l| l.sku.as_str()).collect::<Vec<_>>())
+            .bind(
+                lines
+                    .iter()
+                    .map(|l| l.quantity.get() as i32)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                lines
+                    .iter()
+                    .map(|l| l.unit_price.amount_minor)
+                    .collect::<Vec<_>>(),
+            );
+        let query = match &hold {
+            Some(hold) => hold.bind(query),
+            None => query,
+        };
+        Ok(place_events()?.bind(query))
     };
-    let row = events.bind(query).fetch_one(&mut *conn).await?;
-    let (placed, held): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
-    if placed == 0 {
-        // The same key raced in concurrently; that request owns the order.
-        drop(conn);
-        return Box::pin(checkout(app, buyer, key, req)).await;
-    }
-    let reserved = match &hold {
-        Some(_) if held == 1 => Ok(()),
-        Some(_) => Err(InventoryError::OutOfStock(wanted[0].0.clone())),
-        None => {
+    let reserved = match (&hold, lines.as_slice()) {
+        (Some(hold), [line]) => {
+            // With the other checkouts waiting (crate::orders::batch); alone when that batch
+            // failed. The connection goes back first: the batch takes one from the pool.
+            drop(conn);
+            let placer = app
+                .placer
+                .get_or_init(|| crate::orders::batch::Placer::start(app.pool.clone()));
+            let batched = placer
+                .submit(crate::orders::batch::PlaceJob {
+                    order_id,
+                    customer_id,
+                    idempotency_key: key.to_owned(),
+                    currency: subtotal.currency.as_str().to_owned(),
+                    subtotal_minor: subtotal.amount_minor,
+                    shipping_minor: shipping_cost.amount_minor,
+                    total_minor: total.amount_minor,
+                    billing_country: billing.as_str().to_owned(),
+                    shipping_country: ship_to.as_str().to_owned(),
+                    discount_minor: discount.amount_minor,
+                    coupon: cart.coupon.clone(),
+                    product_id: line.product_id,
+                    sku: line.sku.as_str().to_owned(),
+                    quantity: line.quantity.get() as i32,
+                    unit_price_minor: line.unit_price.amount_minor,
+                    hold_id: hold.id,
+                    expires_at: hold.expires_at,
+                    events: place_events()?,
+                    keys: vec![line.sku.as_str().to_owned(), customer_id.to_string()],
+                })
+                .await;
+            let (placed, held) = match batched {
+                Ok(p) => (p.placed, p.held),
+                Err(()) => {
+                    let mut conn = app.pool.acquire().await?;
+                    placed_and_held(&place_alone()?.fetch_one(&mut *conn).await?)?
+                }
+            };
+            if !placed {
+                // The same key raced in concurrently; that request owns the order.
+                return Box::pin(checkout(app, buyer, key, req)).await;
+            }
+            if held {
+                Ok(())
+            } else {
+                Err(InventoryError::OutOfStock(wanted[0].0.clone()))
+            }
+        }
+        _ => {
+            let (placed, _) = placed_and_held(&place_alone()?.fetch_one(&mut *conn).await?)?;
+            if !placed {
+                drop(conn);
+                return Box::pin(checkout(app, buyer, key, req)).await;
+            }
             let mut tx = conn.begin().await?;
             let r = inventory::reserve(&mut tx, order_id, &wanted, RESERVATION_TTL).await;
             match r {
                 Ok(()) => tx.commit().await?,
                 Err(_) => tx.rollback().await?,
             }
+            drop(conn);
             r
         }
     };
-    drop(conn);
     match reserved {
         Ok(()) => {}
         Err(InventoryError::OutOfStock(sku)) => {
@@ -523,9 +574,7 @@ pub async fn checkout(
     // The stock rows are taken in SKU order, as the reservation took them; should the
     // statement still deadlock (with a writer that takes them otherwise), it did nothing
     // and is tried again.
-    let mut attempt = 0;
-    let confirmed = loop {
-        attempt += 1;
+    let confirm_events = || -> Result<OutboxRows, Problem> {
         let mut events = OutboxRows::default();
         events.push(&payment.event())?;
         events.push(&shipment.event())?;
@@ -540,6 +589,27 @@ pub async fn checkout(
                 total,
             },
         ))?;
+        Ok(events)
+    };
+    // With the other checkouts waiting (crate::orders::batch); alone when that batch failed.
+    let confirmer = app
+        .confirmer
+        .get_or_init(|| crate::orders::batch::Confirmer::start(app.pool.clone()));
+    let batched = confirmer
+        .submit(crate::orders::batch::ConfirmJob {
+            payment: payment.captured_row(),
+            shipment: shipment.row(),
+            events: confirm_events()?,
+            skus: wanted.iter().map(|(s, _)| s.as_str().to_owned()).collect(),
+        })
+        .await;
+    let mut attempt = 0;
+    let confirmed = loop {
+        if let Ok(done) = batched {
+            break Ok(i64::from(done));
+        }
+        attempt += 1;
+        let events = confirm_events()?;
         let query = sqlx::query(sqlx::AssertSqlSafe(CONFIRM_SQL.as_str()))
             .bind(order_id)
             .bind(shipment_id)
@@ -591,6 +661,14 @@ pub async fn checkout(
         shipment_id: Some(shipment_id),
     };
     Ok((true, view))
+}
+
+/// Whether [`PLACE_SQL`] or [`PLACE_AND_HOLD_SQL`] placed the order and held its stock.
+fn placed_and_held(row: &sqlx::postgres::PgRow) -> Result<(bool, bool), Problem> {
+    Ok((
+        row.try_get::<i64, _>(0)? == 1,
+        row.try_get::<i64, _>(1)? == 1,
+    ))
 }
 
 async fn finish(app: &AppState, order_id: Uuid) -> Result<(bool, OrderView), Problem> {

@@ -88,6 +88,17 @@ async fn existing(pool: &PgPool, order_id: Uuid) -> Result<Option<Authorization>
     }))
 }
 
+/// An approved payment's row, written captured.
+pub struct PaymentRow {
+    pub id: Uuid,
+    pub order_id: Uuid,
+    pub customer_id: Uuid,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub fingerprint: String,
+    pub auth_code: Option<String>,
+}
+
 /// The gateway's answer for an order's payment, not yet recorded: the payment's row and
 /// event, written alone ([`NewPayment::record`]) or as part of a caller's statement (the
 /// saga records an approved payment with the order's confirmation).
@@ -213,6 +224,20 @@ impl NewPayment {
                 VALUES ({}) ON CONFLICT (order_id) DO NOTHING RETURNING id)",
             p.join(", ")
         )
+    }
+
+    /// The row [`NewPayment::bind`] writes, captured, as values (for statements that write
+    /// many payments from arrays).
+    pub fn captured_row(&self) -> PaymentRow {
+        PaymentRow {
+            id: self.id,
+            order_id: self.order_id,
+            customer_id: self.customer_id,
+            amount_minor: self.amount.amount_minor,
+            currency: self.amount.currency.as_str().to_owned(),
+            fingerprint: self.fingerprint.clone(),
+            auth_code: self.outcome.as_ref().ok().cloned(),
+        }
     }
 
     /// Binds the nine parameters of [`NewPayment::sql`]. `captured`: the caller captures an

@@ -73,6 +73,19 @@ fn tracking_number(shipment_id: Uuid) -> String {
 /// Heaviest parcel the simulated carrier books; quotes do not check it, like real rate APIs.
 pub const MAX_PARCEL_GRAMS: u32 = 31_500;
 
+/// A shipment's row, carrier [`CARRIER`], service level standard.
+pub struct ShipmentRow {
+    pub id: Uuid,
+    pub order_id: Uuid,
+    pub customer_id: Uuid,
+    pub country: String,
+    pub zone: i16,
+    pub weight_grams: i32,
+    pub cost_minor: i64,
+    pub currency: String,
+    pub tracking_number: String,
+}
+
 /// A shipment the carrier has accepted (quoted, within its limits), not yet written: its row
 /// and event as parts of a statement (the saga writes it with the order's confirmation).
 pub struct NewShipment {
@@ -138,6 +151,22 @@ impl NewShipment {
                 RETURNING id)",
             p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9]
         )
+    }
+
+    /// The row [`NewShipment::bind`] writes, as values (for statements that write many
+    /// shipments from arrays).
+    pub fn row(&self) -> ShipmentRow {
+        ShipmentRow {
+            id: self.id,
+            order_id: self.order_id,
+            customer_id: self.customer_id,
+            country: self.country.as_str().to_owned(),
+            zone: i16::from(self.quote.zone),
+            weight_grams: self.weight_grams as i32,
+            cost_minor: self.quote.cost.amount_minor,
+            currency: self.quote.cost.currency.as_str().to_owned(),
+            tracking_number: tracking_number(self.id),
+        }
     }
 
     /// Binds the ten parameters of [`NewShipment::sql`], next in the query's parameters.

@@ -688,6 +688,382 @@ async fn a_confirmation_that_cannot_be_written_writes_none_of_it(pool: PgPool) {
     );
 }
 
+/// Waits until a statement of this test's database waits for the lock on `table` (the
+/// batch that writes to it).
+async fn a_write_waits_on(app: &TestApp, table: &str) {
+    for _ in 0..1000 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks
+             WHERE NOT granted AND relation = $1::regclass
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .bind(table)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("no write came to wait for the lock on {table}");
+}
+
+/// Waits until a batcher of the app has had `n` jobs queued.
+async fn batcher_queued<W: services::orders::batch::Work>(
+    batcher: &std::sync::OnceLock<services::orders::batch::Batcher<W>>,
+    n: u64,
+) {
+    for _ in 0..1000 {
+        if batcher.get().map(|b| b.stats().submitted) == Some(n) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{n} {} jobs were not queued", W::NAME);
+}
+
+/// Starts a checkout in the background; its answer's status and body.
+fn spawn_checkout(
+    app: &TestApp,
+    token: &str,
+    key: &str,
+    country: &str,
+) -> tokio::task::JoinHandle<(StatusCode, Value)> {
+    let router = app.router.clone();
+    let req = TestApp::checkout_request(
+        token,
+        key,
+        &json!({"card_number": GOOD_CARD, "billing_country": "DE", "shipping_country": country}),
+    );
+    tokio::spawn(async move {
+        let resp = tower::ServiceExt::oneshot(router, req).await.unwrap();
+        let status = resp.status();
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body.to_bytes()).unwrap())
+    })
+}
+
+/// Concurrent checkouts are confirmed together (services::orders::batch): while one
+/// confirmation waits on a lock, the others queue and then share statements. Orders of one
+/// SKU never share a statement, so every sale event carries the exact level its sale left.
+/// A statement that fails is confirmed again order by order: only the order whose rows are
+/// refused fails.
+#[sqlx::test(migrations = false)]
+async fn concurrent_confirmations_share_statements_and_a_refused_order_fails_alone(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let (_, vendor) = app.quick_user("vendor").await;
+    let a = product(&app, &vendor, "BATCH-A", 1000, 10, 100).await;
+    let b = product(&app, &vendor, "BATCH-B", 1000, 10, 100).await;
+    let mut buyers = Vec::new();
+    for p in [&a, &a, &a, &a, &b, &b, &b, &b] {
+        let (_, token) = app.quick_user("customer").await;
+        add_to_cart(&app, &token, p, 1).await;
+        buyers.push(token);
+    }
+
+    // The first confirmation waits on a lock; the seven others queue behind it.
+    let mut lock = app.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE shipping.shipments IN SHARE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let mut tasks = vec![spawn_checkout(&app, &buyers[0], "batch-0", "DE")];
+    a_write_waits_on(&app, "shipping.shipments").await;
+    batcher_queued(&app.state.confirmer, 1).await;
+    for (i, token) in buyers.iter().enumerate().skip(1) {
+        tasks.push(spawn_checkout(&app, token, &format!("batch-{i}"), "DE"));
+    }
+    batcher_queued(&app.state.confirmer, 8).await;
+    lock.rollback().await.unwrap();
+    for task in tasks {
+        let (status, order) = task.await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "{order}");
+        assert_eq!(order["status"], "confirmed", "{order}");
+    }
+    // [A] alone, then one A and one B per statement while both last, then the last B.
+    let stats = app.state.confirmer.get().unwrap().stats();
+    assert_eq!(
+        (stats.batches, stats.failed_batches, stats.largest),
+        (5, 0, 2),
+        "{stats:?}"
+    );
+    assert_eq!(stock(&app, "BATCH-A").await, (6, 0));
+    assert_eq!(stock(&app, "BATCH-B").await, (6, 0));
+    assert_eq!(
+        app.count("SELECT count(*) FROM orders.orders WHERE status = 'confirmed'")
+            .await,
+        8
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM payments.payments WHERE status = 'captured'")
+            .await,
+        8
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM shipping.shipments").await,
+        8
+    );
+    assert_eq!(app.count("SELECT count(*) FROM carts.items").await, 0);
+    assert_eq!(
+        app.count("SELECT count(*) FROM outbox.events WHERE event_type = 'order.confirmed.v1'")
+            .await,
+        8
+    );
+    // Each SKU's sale events, in the order written, step down one unit at a time.
+    let mut levels: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    for e in decoded(&app, "inventory.adjusted.v1").await {
+        if let events::Event::InventoryAdjusted(s) = e
+            && s.delta < 0
+        {
+            levels
+                .entry(s.sku.as_str().to_owned())
+                .or_default()
+                .push(s.on_hand_after);
+        }
+    }
+    assert_eq!(levels["BATCH-A"], [9, 8, 7, 6]);
+    assert_eq!(levels["BATCH-B"], [9, 8, 7, 6]);
+
+    // PostgreSQL refuses shipments to France. An order to France
+    // queues behind a blocked confirmation with one to Germany.
+    sqlx::raw_sql(
+        "CREATE FUNCTION shipping.refuse_fr() RETURNS trigger LANGUAGE plpgsql
+           AS $$ BEGIN
+             IF NEW.country = 'FR' THEN RAISE EXCEPTION 'no shipments to France'; END IF;
+             RETURN NEW;
+           END $$;
+         CREATE TRIGGER refuse_fr BEFORE INSERT ON shipping.shipments
+           FOR EACH ROW EXECUTE FUNCTION shipping.refuse_fr();",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let mut buyers = Vec::new();
+    for p in [&a, &a, &b] {
+        let (_, token) = app.quick_user("customer").await;
+        add_to_cart(&app, &token, p, 1).await;
+        buyers.push(token);
+    }
+    let mut lock = app.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE shipping.shipments IN SHARE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let first = spawn_checkout(&app, &buyers[0], "late-0", "DE");
+    a_write_waits_on(&app, "shipping.shipments").await;
+    batcher_queued(&app.state.confirmer, 9).await;
+    let queued = [
+        spawn_checkout(&app, &buyers[1], "late-1", "DE"),
+        spawn_checkout(&app, &buyers[2], "late-2", "FR"),
+    ];
+    batcher_queued(&app.state.confirmer, 11).await;
+    lock.rollback().await.unwrap();
+    let (status, order) = first.await.unwrap();
+    assert_eq!(
+        (status, order["status"].as_str()),
+        (StatusCode::CREATED, Some("confirmed")),
+        "{order}"
+    );
+    let [de, fr] = queued;
+    let (status, order) = de.await.unwrap();
+    assert_eq!(
+        (status, order["status"].as_str()),
+        (StatusCode::CREATED, Some("confirmed")),
+        "{order}"
+    );
+    let (status, problem) = fr.await.unwrap();
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{problem}");
+    // The A and the French B shared a statement, which failed; each was then confirmed alone.
+    let stats = app.state.confirmer.get().unwrap().stats();
+    assert_eq!((stats.batches, stats.failed_batches), (7, 1), "{stats:?}");
+    assert_eq!(stock(&app, "BATCH-A").await, (4, 0));
+    assert_eq!(
+        stock(&app, "BATCH-B").await,
+        (6, 1),
+        "the French order's unit stays held"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM orders.orders WHERE status = 'confirmed'")
+            .await,
+        10
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM payments.payments WHERE status = 'authorized'")
+            .await,
+        1,
+        "the French order's authorization is on file, to be voided"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM shipping.shipments").await,
+        10
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM outbox.events WHERE event_type = 'order.confirmed.v1'")
+            .await,
+        10
+    );
+}
+
+/// Concurrent one-line orders are placed together (services::orders::batch), each holding
+/// its stock in the shared statement. Orders of one SKU never share a statement, so the
+/// stock check is exact: of two buyers for the last unit one gets it, one is told it is
+/// out of stock. A statement that fails is placed again order by order: only the order
+/// whose rows are refused fails, and nothing of it is written.
+#[sqlx::test(migrations = false)]
+async fn concurrent_placings_share_statements_and_hold_stock_exactly(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let (_, vendor) = app.quick_user("vendor").await;
+    let a = product(&app, &vendor, "PLACE-A", 1000, 10, 100).await;
+    let b = product(&app, &vendor, "PLACE-B", 1000, 10, 100).await;
+    let c = product(&app, &vendor, "PLACE-C", 1000, 1, 100).await;
+    let d = product(&app, &vendor, "PLACE-D", 1000, 5, 100).await;
+    let mut buyers = Vec::new();
+    for p in [&a, &a, &b, &c, &c, &a, &b, &d] {
+        let (_, token) = app.quick_user("customer").await;
+        add_to_cart(&app, &token, p, 1).await;
+        buyers.push(token);
+    }
+
+    // The first placing waits on a lock; four others queue behind it.
+    let mut lock = app.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE inventory.reservations IN SHARE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let first = spawn_checkout(&app, &buyers[0], "place-0", "DE");
+    a_write_waits_on(&app, "inventory.reservations").await;
+    batcher_queued(&app.state.placer, 1).await;
+    let queued: Vec<_> = (1..5)
+        .map(|i| spawn_checkout(&app, &buyers[i], &format!("place-{i}"), "DE"))
+        .collect();
+    batcher_queued(&app.state.placer, 5).await;
+    lock.rollback().await.unwrap();
+    let mut answers = vec![first.await.unwrap()];
+    for task in queued {
+        answers.push(task.await.unwrap());
+    }
+    for (status, order) in &answers {
+        assert_eq!(*status, StatusCode::CREATED, "{order}");
+    }
+    let statuses: Vec<&str> = answers
+        .iter()
+        .map(|(_, o)| o["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses[..3], ["confirmed"; 3]);
+    let mut last_unit = [statuses[3], statuses[4]];
+    last_unit.sort();
+    assert_eq!(
+        last_unit,
+        ["cancelled", "confirmed"],
+        "one buyer gets PLACE-C's last unit"
+    );
+    // [A] alone, then [A, B, C] (one of each SKU), then the second C.
+    let stats = app.state.placer.get().unwrap().stats();
+    assert_eq!(
+        (stats.batches, stats.failed_batches, stats.largest),
+        (3, 0, 3),
+        "{stats:?}"
+    );
+    assert_eq!(stock(&app, "PLACE-A").await, (8, 0));
+    assert_eq!(stock(&app, "PLACE-B").await, (9, 0));
+    assert_eq!(stock(&app, "PLACE-C").await, (0, 0));
+    assert_eq!(
+        app.count("SELECT count(*) FROM orders.orders WHERE cancel_reason = 'out_of_stock'")
+            .await,
+        1
+    );
+    assert_eq!(app.count("SELECT count(*) FROM orders.lines").await, 5);
+    assert_eq!(
+        app.count("SELECT count(*) FROM orders.history WHERE status = 'placed'")
+            .await,
+        5
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM inventory.reservations")
+            .await,
+        4,
+        "no reservation for the order that found no stock"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM outbox.events WHERE event_type = 'order.placed.v1'")
+            .await,
+        5
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM outbox.events WHERE event_type = 'inventory.reserved.v1'")
+            .await,
+        4
+    );
+
+    // PostgreSQL refuses reservations of PLACE-D. Its order queues with one for PLACE-B
+    // behind a blocked placing.
+    sqlx::raw_sql(
+        "CREATE FUNCTION inventory.refuse_d() RETURNS trigger LANGUAGE plpgsql
+           AS $$ BEGIN
+             IF NEW.sku = 'PLACE-D' THEN RAISE EXCEPTION 'no reservations of PLACE-D'; END IF;
+             RETURN NEW;
+           END $$;
+         CREATE TRIGGER refuse_d BEFORE INSERT ON inventory.reservations
+           FOR EACH ROW EXECUTE FUNCTION inventory.refuse_d();",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let mut lock = app.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE inventory.reservations IN SHARE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let first = spawn_checkout(&app, &buyers[5], "late-0", "DE");
+    a_write_waits_on(&app, "inventory.reservations").await;
+    batcher_queued(&app.state.placer, 6).await;
+    let queued = [
+        spawn_checkout(&app, &buyers[6], "late-1", "DE"),
+        spawn_checkout(&app, &buyers[7], "late-2", "DE"),
+    ];
+    batcher_queued(&app.state.placer, 8).await;
+    lock.rollback().await.unwrap();
+    let (status, order) = first.await.unwrap();
+    assert_eq!(
+        (status, order["status"].as_str()),
+        (StatusCode::CREATED, Some("confirmed")),
+        "{order}"
+    );
+    let [late_b, late_d] = queued;
+    let (status, order) = late_b.await.unwrap();
+    assert_eq!(
+        (status, order["status"].as_str()),
+        (StatusCode::CREATED, Some("confirmed")),
+        "{order}"
+    );
+    let (status, problem) = late_d.await.unwrap();
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{problem}");
+    // B and D shared a statement, which failed; each was then placed alone.
+    let stats = app.state.placer.get().unwrap().stats();
+    assert_eq!((stats.batches, stats.failed_batches), (5, 1), "{stats:?}");
+    assert_eq!(stock(&app, "PLACE-A").await, (7, 0));
+    assert_eq!(stock(&app, "PLACE-B").await, (8, 0));
+    assert_eq!(
+        stock(&app, "PLACE-D").await,
+        (5, 0),
+        "nothing held for the refused order"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM orders.orders").await, 7);
+    assert_eq!(
+        app.count("SELECT count(*) FROM outbox.events WHERE event_type = 'order.placed.v1'")
+            .await,
+        7
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM carts.items").await,
+        2,
+        "the refused buyer's cart and the out-of-stock buyer's stay"
+    );
+}
+
 #[sqlx::test(migrations = false)]
 async fn the_circuit_opens_after_five_gateway_faults(pool: PgPool) {
     let app = TestApp::new(pool).await;

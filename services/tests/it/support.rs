@@ -23,7 +23,6 @@ pub struct Reply {
     pub json: Value,
 }
 
-/// The `field` of each entry of a problem's `errors`, in order.
 /// The PostgreSQL backend (process id) serving a connection.
 pub async fn backend_pid(conn: &mut sqlx::PgConnection) -> i32 {
     sqlx::query_scalar("SELECT pg_backend_pid()")
@@ -32,6 +31,7 @@ pub async fn backend_pid(conn: &mut sqlx::PgConnection) -> i32 {
         .unwrap()
 }
 
+/// The `field` of each entry of a problem's `errors`, in order.
 pub fn error_fields(problem: &Value) -> Vec<String> {
     problem["errors"]
         .as_array()

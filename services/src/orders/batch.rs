@@ -1,0 +1,486 @@
+//! Writes of concurrent checkouts done together: one statement places (and holds the stock
+//! of) every one-line order waiting, one confirms every order waiting (payment, shipment,
+//! sale, order, history, cart, events), instead of one statement each. Much of such a
+//! statement's cost is fixed (executor start-up, plan checks, locks, commit), so sharing it
+//! is most of what a write costs PostgreSQL.
+//!
+//! One task per kind of write and process takes the jobs queued while its previous batch
+//! ran (no added wait). Jobs that share a key (a SKU; for placing also the customer) go to
+//! separate batches, so a stock check or a sale's stock level is exact. A batch that fails
+//! answers `Err(())` to each of its jobs, which then run one by one as before and get their
+//! own error.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+
+use chrono::{DateTime, Utc};
+use events::DomainEvent;
+use events::domain::inventory::InventoryAdjusted;
+use events::domain::orders::OrderPlaced;
+use ingest::outbox::OutboxRows;
+use sqlx::{PgPool, Row};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::payments::store::PaymentRow;
+use crate::shipping::store::{CARRIER, ShipmentRow};
+
+/// Jobs at most per statement.
+const MAX_BATCH: usize = 64;
+
+/// One order's confirmation: its captured payment, its shipment, its events (the sale's
+/// `inventory.adjusted`, keyed by SKU, get the level the statement leaves) and its SKUs.
+pub struct ConfirmJob {
+    pub payment: PaymentRow,
+    pub shipment: ShipmentRow,
+    pub events: OutboxRows,
+    pub skus: Vec<String>,
+}
+
+/// Confirms the orders of `$1` (customers `$2`) with their payments (`$3`..`$7`) and
+/// shipments (`$8`..`$14`, carrier `$15`), and the events (`$16`..`$21`, order of each
+/// `$22`), each order only when it has no payment yet. Returns the orders confirmed.
+static CONFIRM_MANY_SQL: LazyLock<String> = LazyLock::new(|| {
+    let adjusted = <InventoryAdjusted as DomainEvent>::TYPE;
+    format!(
+        "WITH jobs AS (
+            SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::text[],
+                                 $6::text[], $7::text[], $8::uuid[], $9::text[], $10::int2[],
+                                 $11::int4[], $12::bigint[], $13::text[], $14::text[])
+              AS j(order_id, customer_id, payment_id, amount, currency, fingerprint, auth_code,
+                   shipment_id, country, zone, weight, cost, ship_currency, tracking)),
+         payment AS (
+            INSERT INTO payments.payments
+              (id, order_id, customer_id, amount_minor, currency, card_fingerprint, status,
+               decline_reason, auth_code)
+            SELECT payment_id, order_id, customer_id, amount, currency, fingerprint, 'captured',
+                   NULL, auth_code FROM jobs
+            ON CONFLICT (order_id) DO NOTHING RETURNING id, order_id),
+         ok AS (SELECT j.*, p.id AS paid FROM jobs j JOIN payment p ON p.order_id = j.order_id),
+         shipment AS (
+            INSERT INTO shipping.shipments
+              (id, order_id, customer_id, carrier, service_level, country, zone, weight_grams,
+               cost_minor, currency, tracking_number)
+            SELECT shipment_id, order_id, customer_id, $15, 'standard', country, zone, weight,
+                   cost, ship_currency, tracking FROM ok),
+         confirmed AS (
+            UPDATE orders.orders o SET status = 'confirmed', payment_id = ok.paid,
+                shipment_id = ok.shipment_id, updated_at = now()
+            FROM ok WHERE o.id = ok.order_id RETURNING o.id),
+         history AS (INSERT INTO orders.history (order_id, status) SELECT id, 'confirmed' FROM confirmed),
+         emptied AS (DELETE FROM carts.items c USING ok WHERE c.user_id = ok.customer_id),
+         held AS (
+            UPDATE inventory.reservations SET state = 'committed'
+            WHERE order_id IN (SELECT order_id FROM payment) AND state = 'held'
+            RETURNING sku, quantity),
+         locked AS (
+            SELECT sku FROM inventory.stock WHERE sku IN (SELECT sku FROM held)
+            ORDER BY sku COLLATE \"C\" FOR NO KEY UPDATE),
+         sold AS (
+            UPDATE inventory.stock s
+            SET on_hand = s.on_hand - h.q, reserved = s.reserved - h.q
+            FROM (SELECT sku, sum(quantity) AS q FROM held GROUP BY sku) h JOIN locked USING (sku)
+            WHERE s.sku = h.sku RETURNING s.sku, s.on_hand),
+         events AS ({})
+         SELECT order_id FROM payment",
+        OutboxRows::sql_joined(
+            16,
+            &format!(
+                "JOIN unnest($22::uuid[]) WITH ORDINALITY AS eo(order_id, n) ON eo.n = e.n
+                 LEFT JOIN sold ON e.event_type = '{adjusted}' AND sold.sku = e.key"
+            ),
+            "CASE WHEN sold.sku IS NULL THEN e.payload
+                  ELSE convert_to(jsonb_set(convert_from(e.payload, 'UTF8')::jsonb,
+                                            '{on_hand_after}', to_jsonb(sold.on_hand))::text, 'UTF8') END",
+            &format!(
+                "eo.order_id IN (SELECT order_id FROM payment)
+                 AND (e.event_type <> '{adjusted}' OR sold.sku IS NOT NULL)"
+            ),
+        )
+    )
+});
+
+/// Confirms `jobs` (no two sharing a SKU) in one statement; returns the orders confirmed.
+async fn confirm_many(pool: &PgPool, jobs: Vec<ConfirmJob>) -> Result<HashSet<Uuid>, sqlx::Error> {
+    let mut events = OutboxRows::default();
+    let mut event_orders: Vec<Uuid> = Vec::new();
+    let (mut pays, mut ships) = (Vec::new(), Vec::new());
+    for job in jobs {
+        event_orders.extend(std::iter::repeat_n(job.payment.order_id, job.events.len()));
+        events.append(job.events);
+        pays.push(job.payment);
+        ships.push(job.shipment);
+    }
+    let q = sqlx::query(sqlx::AssertSqlSafe(CONFIRM_MANY_SQL.as_str()))
+        .bind(pays.iter().map(|p| p.order_id).collect::<Vec<_>>())
+        .bind(pays.iter().map(|p| p.customer_id).collect::<Vec<_>>())
+        .bind(pays.iter().map(|p| p.id).collect::<Vec<_>>())
+        .bind(pays.iter().map(|p| p.amount_minor).collect::<Vec<_>>())
+        .bind(pays.iter().map(|p| p.currency.as_str()).collect::<Vec<_>>())
+        .bind(
+            pays.iter()
+                .map(|p| p.fingerprint.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            pays.iter()
+                .map(|p| p.auth_code.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(ships.iter().map(|s| s.id).collect::<Vec<_>>())
+        .bind(ships.iter().map(|s| s.country.as_str()).collect::<Vec<_>>())
+        .bind(ships.iter().map(|s| s.zone).collect::<Vec<_>>())
+        .bind(ships.iter().map(|s| s.weight_grams).collect::<Vec<_>>())
+        .bind(ships.iter().map(|s| s.cost_minor).collect::<Vec<_>>())
+        .bind(
+            ships
+                .iter()
+                .map(|s| s.currency.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            ships
+                .iter()
+                .map(|s| s.tracking_number.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(CARRIER);
+    let rows = events.bind(q).bind(event_orders).fetch_all(pool).await?;
+    rows.iter().map(|r| r.try_get::<Uuid, _>(0)).collect()
+}
+
+/// A kind of write that concurrent checkouts share a statement for.
+pub trait Work: Send + Sync + 'static {
+    /// Its name in metrics and logs.
+    const NAME: &'static str;
+    type Job: Send + 'static;
+    type Out: Send + 'static;
+    /// What no two jobs of one statement may share.
+    fn keys(job: &Self::Job) -> &[String];
+    /// Writes `jobs` in one statement: each job's answer, in order.
+    fn run(
+        pool: &PgPool,
+        jobs: Vec<Self::Job>,
+    ) -> impl Future<Output = Result<Vec<Self::Out>, sqlx::Error>> + Send;
+}
+
+/// Confirmations ([`CONFIRM_MANY_SQL`]): each answers whether its order was confirmed
+/// (false: it has a payment already, nothing was written).
+pub struct Confirm;
+
+impl Work for Confirm {
+    const NAME: &'static str = "confirm";
+    type Job = ConfirmJob;
+    type Out = bool;
+
+    fn keys(job: &ConfirmJob) -> &[String] {
+        &job.skus
+    }
+
+    async fn run(pool: &PgPool, jobs: Vec<ConfirmJob>) -> Result<Vec<bool>, sqlx::Error> {
+        let orders: Vec<Uuid> = jobs.iter().map(|j| j.payment.order_id).collect();
+        let confirmed = confirm_many(pool, jobs).await?;
+        Ok(orders.iter().map(|o| confirmed.contains(o)).collect())
+    }
+}
+
+/// One one-line order to place, with the hold of its stock and its two events (the order's,
+/// then the hold's).
+pub struct PlaceJob {
+    pub order_id: Uuid,
+    pub customer_id: Uuid,
+    pub idempotency_key: String,
+    pub currency: String,
+    pub subtotal_minor: i64,
+    pub shipping_minor: i64,
+    pub total_minor: i64,
+    pub billing_country: String,
+    pub shipping_country: String,
+    pub discount_minor: i64,
+    pub coupon: Option<String>,
+    pub product_id: Uuid,
+    pub sku: String,
+    pub quantity: i32,
+    pub unit_price_minor: i64,
+    pub hold_id: Uuid,
+    pub expires_at: DateTime<Utc>,
+    pub events: OutboxRows,
+    /// The SKU and the customer.
+    pub keys: Vec<String>,
+}
+
+/// What placing did: the order was placed (false: its idempotency key names another), its
+/// stock held (false: not enough free).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placed {
+    pub placed: bool,
+    pub held: bool,
+}
+
+/// Places the one-line orders of `$1`..`$15` (each only when its customer has no order under
+/// its idempotency key) and holds their stock (reservations `$16`, expiring `$17`) where
+/// enough is free, with the events (`$18`..`$23`, order of each `$24`): an order's when it
+/// was placed, its hold's when the stock was held. Stock rows are locked in SKU order.
+static PLACE_MANY_SQL: LazyLock<String> = LazyLock::new(|| {
+    let placed = <OrderPlaced as DomainEvent>::TYPE;
+    format!(
+        "WITH jobs AS (
+            SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[],
+                                 $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::bigint[],
+                                 $11::text[], $12::uuid[], $13::text[], $14::int4[], $15::bigint[],
+                                 $16::uuid[], $17::timestamptz[])
+              AS j(order_id, customer_id, idempotency_key, currency, subtotal, shipping, total,
+                   billing, ship_to, discount, coupon, product_id, sku, quantity, price, hold_id,
+                   expires_at)),
+         placed AS (
+            INSERT INTO orders.orders (id, customer_id, idempotency_key, status, currency,
+                subtotal_minor, shipping_minor, total_minor, billing_country, shipping_country,
+                discount_minor, coupon)
+            SELECT order_id, customer_id, idempotency_key, 'placed', currency, subtotal, shipping,
+                   total, billing, ship_to, discount, coupon FROM jobs
+            ON CONFLICT (customer_id, idempotency_key) DO NOTHING RETURNING id),
+         ok AS (SELECT j.* FROM jobs j JOIN placed p ON p.id = j.order_id),
+         lines AS (
+            INSERT INTO orders.lines (order_id, product_id, sku, quantity, unit_price_minor)
+            SELECT order_id, product_id, sku, quantity, price FROM ok),
+         history AS (INSERT INTO orders.history (order_id, status) SELECT order_id, 'placed' FROM ok),
+         locked AS (
+            SELECT sku FROM inventory.stock WHERE sku IN (SELECT sku FROM ok)
+            ORDER BY sku COLLATE \"C\" FOR NO KEY UPDATE),
+         held AS (
+            UPDATE inventory.stock s SET reserved = s.reserved + ok.quantity
+            FROM ok JOIN locked USING (sku)
+            WHERE s.sku = ok.sku AND s.on_hand - s.reserved >= ok.quantity
+            RETURNING ok.order_id, ok.hold_id, ok.sku, ok.quantity, ok.expires_at),
+         reservation AS (
+            INSERT INTO inventory.reservations (id, order_id, sku, quantity, expires_at)
+            SELECT hold_id, order_id, sku, quantity, expires_at FROM held),
+         events AS ({})
+         SELECT j.order_id,
+                EXISTS (SELECT 1 FROM ok WHERE ok.order_id = j.order_id),
+                EXISTS (SELECT 1 FROM held WHERE held.order_id = j.order_id)
+         FROM jobs j",
+        OutboxRows::sql_joined(
+            18,
+            "JOIN unnest($24::uuid[]) WITH ORDINALITY AS eo(order_id, n) ON eo.n = e.n",
+            "e.payload",
+            &format!(
+                "CASE WHEN e.event_type = '{placed}' THEN eo.order_id IN (SELECT order_id FROM ok)
+                      ELSE eo.order_id IN (SELECT order_id FROM held) END"
+            ),
+        )
+    )
+});
+
+/// Placings of one-line orders ([`PLACE_MANY_SQL`]).
+pub struct Place;
+
+impl Work for Place {
+    const NAME: &'static str = "place";
+    type Job = PlaceJob;
+    type Out = Placed;
+
+    fn keys(job: &PlaceJob) -> &[String] {
+        &job.keys
+    }
+
+    async fn run(pool: &PgPool, jobs: Vec<PlaceJob>) -> Result<Vec<Placed>, sqlx::Error> {
+        let mut events = OutboxRows::default();
+        let mut event_orders: Vec<Uuid> = Vec::new();
+        let mut orders = Vec::with_capacity(jobs.len());
+        for mut job in jobs {
+            event_orders.extend(std::iter::repeat_n(job.order_id, job.events.len()));
+            events.append(std::mem::take(&mut job.events));
+            orders.push(job);
+        }
+        let q = sqlx::query(sqlx::AssertSqlSafe(PLACE_MANY_SQL.as_str()))
+            .bind(orders.iter().map(|o| o.order_id).collect::<Vec<_>>())
+            .bind(orders.iter().map(|o| o.customer_id).collect::<Vec<_>>())
+            .bind(
+                orders
+                    .iter()
+                    .map(|o| o.idempotency_key.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                orders
+                    .iter()
+                    .map(|o| o.currency.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(orders.iter().map(|o| o.subtotal_minor).collect::<Vec<_>>())
+            .bind(orders.iter().map(|o| o.shipping_minor).collect::<Vec<_>>())
+            .bind(orders.iter().map(|o| o.total_minor).collect::<Vec<_>>())
+            .bind(
+                orders
+                    .iter()
+                    .map(|o| o.billing_country.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                orders
+                    .iter()
+                    .map(|o| o.shipping_country.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(orders.iter().map(|o| o.discount_minor).collect::<Vec<_>>())
+            .bind(orders.iter().map(|o| o.coupon.clone()).collect::<Vec<_>>())
+            .bind(orders.iter().map(|o| o.product_id).collect::<Vec<_>>())
+            .bind(orders.iter().map(|o| o.sku.as_str()).collect::<Vec<_>>())
+            .bind(orders.iter().map(|o| o.quantity).collect::<Vec<_>>())
+            .bind(
+                orders
+                    .iter()
+                    .map(|o| o.unit_price_minor)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(orders.iter().map(|o| o.hold_id).collect::<Vec<_>>())
+            .bind(orders.iter().map(|o| o.expires_at).collect::<Vec<_>>());
+        let rows = events.bind(q).bind(event_orders).fetch_all(pool).await?;
+        let mut done = HashMap::with_capacity(rows.len());
+        for r in &rows {
+            let placed = Placed {
+                placed: r.try_get(1)?,
+                held: r.try_get(2)?,
+            };
+            done.insert(r.try_get::<Uuid, _>(0)?, placed);
+        }
+        orders
+            .iter()
+            .map(|o| {
+                done.get(&o.order_id).copied().ok_or_else(|| {
+                    sqlx::Error::Protocol("an order of the batch has no answer".into())
+                })
+            })
+            .collect()
+    }
+}
+
+struct Pending<W: Work> {
+    job: W::Job,
+    reply: oneshot::Sender<Result<W::Out, ()>>,
+}
+
+/// What a [`Batcher`] has done since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchStats {
+    /// Jobs queued for it (counted once queued).
+    pub submitted: u64,
+    /// Statements it ran.
+    pub batches: u64,
+    /// Statements that failed (their jobs were then run one by one).
+    pub failed_batches: u64,
+    /// Most jobs in one statement.
+    pub largest: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    submitted: AtomicU64,
+    batches: AtomicU64,
+    failed_batches: AtomicU64,
+    largest: AtomicU64,
+}
+
+/// A process's batcher of one kind of write.
+pub struct Batcher<W: Work> {
+    tx: mpsc::UnboundedSender<Pending<W>>,
+    counters: Arc<Counters>,
+}
+
+/// The process's confirmation batcher.
+pub type Confirmer = Batcher<Confirm>;
+/// The process's batcher of one-line orders' placing.
+pub type Placer = Batcher<Place>;
+
+impl<W: Work> Batcher<W> {
+    /// Starts the batching task (inside a Tokio runtime).
+    pub fn start(pool: PgPool) -> Batcher<W> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let counters = Arc::new(Counters::default());
+        tokio::spawn(run::<W>(pool, rx, counters.clone()));
+        Batcher { tx, counters }
+    }
+
+    /// Writes the job with the others waiting: its answer, or `Err(())` when the batch
+    /// failed and nothing of it was written: write this job alone.
+    pub async fn submit(&self, job: W::Job) -> Result<W::Out, ()> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Pending { job, reply }).map_err(|_| ())?;
+        self.counters.submitted.fetch_add(1, Ordering::Relaxed);
+        answer.await.map_err(|_| ())?
+    }
+
+    /// What it has done so far.
+    pub fn stats(&self) -> BatchStats {
+        let c = &self.counters;
+        BatchStats {
+            submitted: c.submitted.load(Ordering::Relaxed),
+            batches: c.batches.load(Ordering::Relaxed),
+            failed_batches: c.failed_batches.load(Ordering::Relaxed),
+            largest: c.largest.load(Ordering::Relaxed),
+        }
+    }
+}
+
+async fn run<W: Work>(
+    pool: PgPool,
+    mut rx: mpsc::UnboundedReceiver<Pending<W>>,
+    counters: Arc<Counters>,
+) {
+    // Jobs that shared a key with one in the batch: first in the next.
+    let mut carried: VecDeque<Pending<W>> = VecDeque::new();
+    loop {
+        let first = match carried.pop_front() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        let mut keys: HashSet<String> = W::keys(&first.job).iter().cloned().collect();
+        let mut batch = vec![first];
+        let mut take =
+            |p: Pending<W>, batch: &mut Vec<Pending<W>>, later: &mut VecDeque<Pending<W>>| {
+                if batch.len() < MAX_BATCH && W::keys(&p.job).iter().all(|k| !keys.contains(k)) {
+                    keys.extend(W::keys(&p.job).iter().cloned());
+                    batch.push(p);
+                } else {
+                    later.push_back(p);
+                }
+            };
+        let mut later = VecDeque::new();
+        for p in std::mem::take(&mut carried) {
+            take(p, &mut batch, &mut later);
+        }
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => take(p, &mut batch, &mut later),
+                Err(_) => break,
+            }
+        }
+        carried = later;
+        let (jobs, replies): (Vec<W::Job>, Vec<_>) =
+            batch.into_iter().map(|p| (p.job, p.reply)).unzip();
+        let n = jobs.len();
+        metrics::histogram!("shopstream_checkout_batch_jobs", "work" => W::NAME).record(n as f64);
+        counters.batches.fetch_add(1, Ordering::Relaxed);
+        counters.largest.fetch_max(n as u64, Ordering::Relaxed);
+        match W::run(&pool, jobs).await {
+            Ok(answers) => {
+                for (answer, reply) in answers.into_iter().zip(replies) {
+                    let _ = reply.send(Ok(answer));
+                }
+            }
+            Err(e) => {
+                counters.failed_batches.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, jobs = n, work = W::NAME, "a batch failed; its jobs run one by one");
+                for reply in replies {
+                    let _ = reply.send(Err(()));
+                }
+            }
+        }
+    }
+}
