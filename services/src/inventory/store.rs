@@ -219,26 +219,26 @@ pub async fn release(
     Ok(held.len() as u32)
 }
 
-/// The sale of an order's held units, as parts of the caller's statement (the saga's
-/// confirmation): the CTEs `held` and `sold` run when the CTE named `guard` returned a row;
-/// `$order_param` holds the order id. The units leave stock for good. The stock rows are
-/// locked first, in SKU byte order as `reserve` and `release` take them (`locked`: the
-/// rows are locked as the sort hands them out, whatever plan the update gets), so that
-/// orders sharing SKUs wait for each other instead of deadlocking.
-pub fn sell_sql(order_param: usize, guard: &str) -> String {
+/// The sale of the held units of the orders that `orders` (a condition on
+/// `inventory.reservations`) selects, as parts of the caller's statement (the saga's
+/// confirmation, one order or a batch): the CTEs `held` and `sold`. The units leave stock
+/// for good. The stock rows are locked first, in SKU byte order as `reserve` and `release`
+/// take them (`locked`: the rows are locked as the sort hands them out, whatever plan the
+/// update gets), so that orders sharing SKUs wait for each other instead of deadlocking.
+pub fn sell_sql(orders: &str) -> String {
     format!(
         "held AS (
             UPDATE inventory.reservations SET state = 'committed'
-            WHERE order_id = ${order_param} AND state = 'held' AND EXISTS (SELECT 1 FROM {guard})
+            WHERE {orders} AND state = 'held'
             RETURNING sku, quantity),
          locked AS (
             SELECT sku FROM inventory.stock WHERE sku IN (SELECT sku FROM held)
             ORDER BY sku COLLATE \"C\" FOR NO KEY UPDATE),
          sold AS (
             UPDATE inventory.stock s
-            SET on_hand = s.on_hand - held.quantity, reserved = s.reserved - held.quantity
-            FROM held JOIN locked USING (sku) WHERE s.sku = held.sku
-            RETURNING s.sku, s.on_hand)"
+            SET on_hand = s.on_hand - h.q, reserved = s.reserved - h.q
+            FROM (SELECT sku, sum(quantity) AS q FROM held GROUP BY sku) h JOIN locked USING (sku)
+            WHERE s.sku = h.sku RETURNING s.sku, s.on_hand)"
     )
 }
 

@@ -24,6 +24,7 @@ use sqlx::{PgPool, Row};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use crate::inventory::store as inventory;
 use crate::payments::store::PaymentRow;
 use crate::shipping::store::{CARRIER, ShipmentRow};
 
@@ -71,20 +72,10 @@ static CONFIRM_MANY_SQL: LazyLock<String> = LazyLock::new(|| {
             FROM ok WHERE o.id = ok.order_id RETURNING o.id),
          history AS (INSERT INTO orders.history (order_id, status) SELECT id, 'confirmed' FROM confirmed),
          emptied AS (DELETE FROM carts.items c USING ok WHERE c.user_id = ok.customer_id),
-         held AS (
-            UPDATE inventory.reservations SET state = 'committed'
-            WHERE order_id IN (SELECT order_id FROM payment) AND state = 'held'
-            RETURNING sku, quantity),
-         locked AS (
-            SELECT sku FROM inventory.stock WHERE sku IN (SELECT sku FROM held)
-            ORDER BY sku COLLATE \"C\" FOR NO KEY UPDATE),
-         sold AS (
-            UPDATE inventory.stock s
-            SET on_hand = s.on_hand - h.q, reserved = s.reserved - h.q
-            FROM (SELECT sku, sum(quantity) AS q FROM held GROUP BY sku) h JOIN locked USING (sku)
-            WHERE s.sku = h.sku RETURNING s.sku, s.on_hand),
+         {},
          events AS ({})
          SELECT order_id FROM payment",
+        inventory::sell_sql("order_id IN (SELECT order_id FROM payment)"),
         OutboxRows::sql_joined(
             16,
             &format!(

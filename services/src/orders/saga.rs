@@ -96,7 +96,7 @@ static CONFIRM_SQL: LazyLock<String> = LazyLock::new(|| {
          SELECT count(*) FROM payment",
         NewPayment::sql(4),
         NewShipment::sql(13, "payment"),
-        inventory::sell_sql(1, "payment"),
+        inventory::sell_sql("order_id = $1 AND EXISTS (SELECT 1 FROM payment)"),
         inventory::sale_outbox_sql(23, "payment")
     )
 });
