@@ -746,6 +746,44 @@ fn spawn_checkout(
     })
 }
 
+/// Checks out the first of `checkouts` and holds its batch's statement on a SHARE lock of
+/// `table` until the others are queued behind it in `batcher`, then lets them all go. Each
+/// checkout is (token, idempotency key, shipping country); the answers come in that order.
+async fn checkouts_queued_behind<W: services::orders::batch::Work>(
+    app: &TestApp,
+    table: &str,
+    batcher: &std::sync::OnceLock<services::orders::batch::Batcher<W>>,
+    checkouts: &[(&str, String, &str)],
+) -> Vec<(StatusCode, Value)> {
+    let before = batcher.get().map_or(0, |b| b.stats().submitted);
+    let mut lock = app.pool.begin().await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "LOCK TABLE {table} IN SHARE MODE"
+    )))
+    .execute(&mut *lock)
+    .await
+    .unwrap();
+    let (token, key, country) = &checkouts[0];
+    let mut tasks = vec![spawn_checkout(app, token, key, country)];
+    a_write_waits_on(app, table).await;
+    batcher_queued(batcher, before + 1).await;
+    for (token, key, country) in &checkouts[1..] {
+        tasks.push(spawn_checkout(app, token, key, country));
+    }
+    batcher_queued(batcher, before + checkouts.len() as u64).await;
+    lock.rollback().await.unwrap();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
+fn assert_confirmed((status, order): &(StatusCode, Value)) {
+    assert_eq!(*status, StatusCode::CREATED, "{order}");
+    assert_eq!(order["status"], "confirmed", "{order}");
+}
+
 /// Concurrent checkouts are confirmed together (services::orders::batch): while one
 /// confirmation waits on a lock, the others queue and then share statements. Orders of one
 /// SKU never share a statement, so every sale event carries the exact level its sale left.
@@ -765,24 +803,14 @@ async fn concurrent_confirmations_share_statements_and_a_refused_order_fails_alo
     }
 
     // The first confirmation waits on a lock; the seven others queue behind it.
-    let mut lock = app.pool.begin().await.unwrap();
-    sqlx::query("LOCK TABLE shipping.shipments IN SHARE MODE")
-        .execute(&mut *lock)
-        .await
-        .unwrap();
-    let mut tasks = vec![spawn_checkout(&app, &buyers[0], "batch-0", "DE")];
-    a_write_waits_on(&app, "shipping.shipments").await;
-    batcher_queued(&app.state.confirmer, 1).await;
-    for (i, token) in buyers.iter().enumerate().skip(1) {
-        tasks.push(spawn_checkout(&app, token, &format!("batch-{i}"), "DE"));
-    }
-    batcher_queued(&app.state.confirmer, 8).await;
-    lock.rollback().await.unwrap();
-    for task in tasks {
-        let (status, order) = task.await.unwrap();
-        assert_eq!(status, StatusCode::CREATED, "{order}");
-        assert_eq!(order["status"], "confirmed", "{order}");
-    }
+    let checkouts: Vec<_> = buyers
+        .iter()
+        .enumerate()
+        .map(|(i, token)| (token.as_str(), format!("batch-{i}"), "DE"))
+        .collect();
+    let answers =
+        checkouts_queued_behind(&app, "shipping.shipments", &app.state.confirmer, &checkouts).await;
+    answers.iter().for_each(assert_confirmed);
     // [A] alone, then one A and one B per statement while both last, then the last B.
     let stats = app.state.confirmer.get().unwrap().stats();
     assert_eq!(
@@ -847,35 +875,20 @@ async fn concurrent_confirmations_share_statements_and_a_refused_order_fails_alo
         add_to_cart(&app, &token, p, 1).await;
         buyers.push(token);
     }
-    let mut lock = app.pool.begin().await.unwrap();
-    sqlx::query("LOCK TABLE shipping.shipments IN SHARE MODE")
-        .execute(&mut *lock)
-        .await
-        .unwrap();
-    let first = spawn_checkout(&app, &buyers[0], "late-0", "DE");
-    a_write_waits_on(&app, "shipping.shipments").await;
-    batcher_queued(&app.state.confirmer, 9).await;
-    let queued = [
-        spawn_checkout(&app, &buyers[1], "late-1", "DE"),
-        spawn_checkout(&app, &buyers[2], "late-2", "FR"),
-    ];
-    batcher_queued(&app.state.confirmer, 11).await;
-    lock.rollback().await.unwrap();
-    let (status, order) = first.await.unwrap();
-    assert_eq!(
-        (status, order["status"].as_str()),
-        (StatusCode::CREATED, Some("confirmed")),
-        "{order}"
-    );
-    let [de, fr] = queued;
-    let (status, order) = de.await.unwrap();
-    assert_eq!(
-        (status, order["status"].as_str()),
-        (StatusCode::CREATED, Some("confirmed")),
-        "{order}"
-    );
-    let (status, problem) = fr.await.unwrap();
-    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{problem}");
+    let answers = checkouts_queued_behind(
+        &app,
+        "shipping.shipments",
+        &app.state.confirmer,
+        &[
+            (&buyers[0], "late-0".into(), "DE"),
+            (&buyers[1], "late-1".into(), "DE"),
+            (&buyers[2], "late-2".into(), "FR"),
+        ],
+    )
+    .await;
+    answers[..2].iter().for_each(assert_confirmed);
+    let (status, problem) = &answers[2];
+    assert_eq!(*status, StatusCode::INTERNAL_SERVER_ERROR, "{problem}");
     // The A and the French B shared a statement, which failed; each was then confirmed alone.
     let stats = app.state.confirmer.get().unwrap().stats();
     assert_eq!((stats.batches, stats.failed_batches), (7, 1), "{stats:?}");
@@ -928,23 +941,16 @@ async fn concurrent_placings_share_statements_and_hold_stock_exactly(pool: PgPoo
     }
 
     // The first placing waits on a lock; four others queue behind it.
-    let mut lock = app.pool.begin().await.unwrap();
-    sqlx::query("LOCK TABLE inventory.reservations IN SHARE MODE")
-        .execute(&mut *lock)
-        .await
-        .unwrap();
-    let first = spawn_checkout(&app, &buyers[0], "place-0", "DE");
-    a_write_waits_on(&app, "inventory.reservations").await;
-    batcher_queued(&app.state.placer, 1).await;
-    let queued: Vec<_> = (1..5)
-        .map(|i| spawn_checkout(&app, &buyers[i], &format!("place-{i}"), "DE"))
+    let checkouts: Vec<_> = (0..5)
+        .map(|i| (buyers[i].as_str(), format!("place-{i}"), "DE"))
         .collect();
-    batcher_queued(&app.state.placer, 5).await;
-    lock.rollback().await.unwrap();
-    let mut answers = vec![first.await.unwrap()];
-    for task in queued {
-        answers.push(task.await.unwrap());
-    }
+    let answers = checkouts_queued_behind(
+        &app,
+        "inventory.reservations",
+        &app.state.placer,
+        &checkouts,
+    )
+    .await;
     for (status, order) in &answers {
         assert_eq!(*status, StatusCode::CREATED, "{order}");
     }
@@ -1012,35 +1018,20 @@ async fn concurrent_placings_share_statements_and_hold_stock_exactly(pool: PgPoo
     .execute(&app.pool)
     .await
     .unwrap();
-    let mut lock = app.pool.begin().await.unwrap();
-    sqlx::query("LOCK TABLE inventory.reservations IN SHARE MODE")
-        .execute(&mut *lock)
-        .await
-        .unwrap();
-    let first = spawn_checkout(&app, &buyers[5], "late-0", "DE");
-    a_write_waits_on(&app, "inventory.reservations").await;
-    batcher_queued(&app.state.placer, 6).await;
-    let queued = [
-        spawn_checkout(&app, &buyers[6], "late-1", "DE"),
-        spawn_checkout(&app, &buyers[7], "late-2", "DE"),
-    ];
-    batcher_queued(&app.state.placer, 8).await;
-    lock.rollback().await.unwrap();
-    let (status, order) = first.await.unwrap();
-    assert_eq!(
-        (status, order["status"].as_str()),
-        (StatusCode::CREATED, Some("confirmed")),
-        "{order}"
-    );
-    let [late_b, late_d] = queued;
-    let (status, order) = late_b.await.unwrap();
-    assert_eq!(
-        (status, order["status"].as_str()),
-        (StatusCode::CREATED, Some("confirmed")),
-        "{order}"
-    );
-    let (status, problem) = late_d.await.unwrap();
-    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{problem}");
+    let answers = checkouts_queued_behind(
+        &app,
+        "inventory.reservations",
+        &app.state.placer,
+        &[
+            (&buyers[5], "late-0".into(), "DE"),
+            (&buyers[6], "late-1".into(), "DE"),
+            (&buyers[7], "late-2".into(), "DE"),
+        ],
+    )
+    .await;
+    answers[..2].iter().for_each(assert_confirmed);
+    let (status, problem) = &answers[2];
+    assert_eq!(*status, StatusCode::INTERNAL_SERVER_ERROR, "{problem}");
     // B and D shared a statement, which failed; each was then placed alone.
     let stats = app.state.placer.get().unwrap().stats();
     assert_eq!((stats.batches, stats.failed_batches), (5, 1), "{stats:?}");
