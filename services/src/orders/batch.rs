@@ -149,7 +149,7 @@ pub trait Work: Send + Sync + 'static {
     type Job: Send + 'static;
     type Out: Send + 'static;
     /// What no two jobs of one statement may share.
-    fn keys(job: &Self::Job) -> &[String];
+    fn keys(job: &Self::Job) -> Vec<String>;
     /// Writes `jobs` in one statement: each job's answer, in order.
     fn run(
         pool: &PgPool,
@@ -166,8 +166,8 @@ impl Work for Confirm {
     type Job = ConfirmJob;
     type Out = bool;
 
-    fn keys(job: &ConfirmJob) -> &[String] {
-        &job.skus
+    fn keys(job: &ConfirmJob) -> Vec<String> {
+        job.skus.clone()
     }
 
     async fn run(pool: &PgPool, jobs: Vec<ConfirmJob>) -> Result<Vec<bool>, sqlx::Error> {
@@ -198,8 +198,6 @@ pub struct PlaceJob {
     pub hold_id: Uuid,
     pub expires_at: DateTime<Utc>,
     pub events: OutboxRows,
-    /// The SKU and the customer.
-    pub keys: Vec<String>,
 }
 
 /// What placing did: the order was placed (false: its idempotency key names another), its
@@ -273,8 +271,9 @@ impl Work for Place {
     type Job = PlaceJob;
     type Out = Placed;
 
-    fn keys(job: &PlaceJob) -> &[String] {
-        &job.keys
+    /// The SKU and the customer (two orders of one customer could share an idempotency key).
+    fn keys(job: &PlaceJob) -> Vec<String> {
+        vec![job.sku.clone(), job.customer_id.to_string()]
     }
 
     async fn run(pool: &PgPool, jobs: Vec<PlaceJob>) -> Result<Vec<Placed>, sqlx::Error> {
@@ -431,12 +430,13 @@ async fn run<W: Work>(
                 None => return,
             },
         };
-        let mut keys: HashSet<String> = W::keys(&first.job).iter().cloned().collect();
+        let mut keys: HashSet<String> = W::keys(&first.job).into_iter().collect();
         let mut batch = vec![first];
         let mut take =
             |p: Pending<W>, batch: &mut Vec<Pending<W>>, later: &mut VecDeque<Pending<W>>| {
-                if batch.len() < MAX_BATCH && W::keys(&p.job).iter().all(|k| !keys.contains(k)) {
-                    keys.extend(W::keys(&p.job).iter().cloned());
+                let own = W::keys(&p.job);
+                if batch.len() < MAX_BATCH && own.iter().all(|k| !keys.contains(k)) {
+                    keys.extend(own);
                     batch.push(p);
                 } else {
                     later.push_back(p);

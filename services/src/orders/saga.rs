@@ -454,7 +454,6 @@ pub async fn checkout(
                     hold_id: hold.id,
                     expires_at: hold.expires_at,
                     events: place_events()?,
-                    keys: vec![line.sku.as_str().to_owned(), customer_id.to_string()],
                 })
                 .await;
             let (placed, held) = match batched {
