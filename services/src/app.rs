@@ -112,6 +112,8 @@ pub struct AppState {
     /// The checkout's batchers of placings and confirmations, started on first use.
     pub placer: Arc<std::sync::OnceLock<crate::orders::batch::Placer>>,
     pub confirmer: Arc<std::sync::OnceLock<crate::orders::batch::Confirmer>>,
+    /// The batcher of adds to cart, started on first use.
+    pub cart_adder: Arc<std::sync::OnceLock<crate::cart::batch::Adder>>,
     /// Where uploaded files (product images) live.
     pub data_dir: std::path::PathBuf,
     /// Producer for the clickstream intake (absent: the intake answers 503).
@@ -137,6 +139,7 @@ impl AppState {
             product_cache: Arc::new(ProductCache::default()),
             placer: Arc::new(std::sync::OnceLock::new()),
             confirmer: Arc::new(std::sync::OnceLock::new()),
+            cart_adder: Arc::new(std::sync::OnceLock::new()),
             data_dir: cfg.data_dir.clone(),
             events: None,
             models: Arc::new(crate::recs::Models::new(

@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod batch;
 pub mod cart;
 pub mod catalog;
 pub mod clickstream;

@@ -262,6 +262,7 @@ async fn bench(cfg: &Config, args: &CheckoutArgs) -> anyhow::Result<()> {
     let pool = platform::connect_db(cfg).await?;
     let state = services::AppState::new(pool.clone(), &cfg.services);
     let tokens = state.tokens.clone();
+    let batchers = state.clone();
     let app = services::router(state, &cfg.services);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr: SocketAddr = listener.local_addr()?;
@@ -349,6 +350,7 @@ async fn bench(cfg: &Config, args: &CheckoutArgs) -> anyhow::Result<()> {
         sqlx::query("ANALYZE").execute(&pool).await?;
     }
     let cpu_before = (machine_busy(), crate::cmd::bench_streams::cpu_time());
+    let batched_before = BatchUse::of(&batchers);
     let checkout = checkout_load(
         &client,
         &base,
@@ -359,6 +361,7 @@ async fn bench(cfg: &Config, args: &CheckoutArgs) -> anyhow::Result<()> {
     )
     .await?;
     let cpu = CpuCost::since(cpu_before, checkout.count);
+    let batched = BatchUse::of(&batchers).since(&batched_before);
 
     // Outbox drain: how long until every event of the run is in Kafka.
     let drain_start = Instant::now();
@@ -436,7 +439,64 @@ async fn bench(cfg: &Config, args: &CheckoutArgs) -> anyhow::Result<()> {
     if let Some(cpu) = cpu {
         println!("{cpu}");
     }
+    println!("{batched}");
     Ok(())
+}
+
+/// How the services' batchers (services::batch) shared statements: per kind of write,
+/// what they had done when taken.
+struct BatchUse(Vec<(&'static str, services::batch::BatchStats)>);
+
+impl BatchUse {
+    fn of(state: &services::AppState) -> BatchUse {
+        fn stats<W: services::batch::Work>(
+            b: &std::sync::OnceLock<services::batch::Batcher<W>>,
+        ) -> (&'static str, services::batch::BatchStats) {
+            (W::NAME, b.get().map(|b| b.stats()).unwrap_or_default())
+        }
+        BatchUse(vec![
+            stats(&state.cart_adder),
+            stats(&state.placer),
+            stats(&state.confirmer),
+        ])
+    }
+
+    /// What was done since `before` (the largest batch is the largest since the start).
+    fn since(&self, before: &BatchUse) -> BatchUse {
+        let diff = |a: &services::batch::BatchStats, b: &services::batch::BatchStats| {
+            services::batch::BatchStats {
+                submitted: a.submitted - b.submitted,
+                batches: a.batches - b.batches,
+                failed_batches: a.failed_batches - b.failed_batches,
+                largest: a.largest,
+            }
+        };
+        BatchUse(
+            self.0
+                .iter()
+                .zip(&before.0)
+                .map(|((name, a), (_, b))| (*name, diff(a, b)))
+                .collect(),
+        )
+    }
+}
+
+impl std::fmt::Display for BatchUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (name, s)) in self.0.iter().enumerate() {
+            let per = s.submitted as f64 / s.batches.max(1) as f64;
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(
+                f,
+                "shared statements, {name:<9} {:>7} jobs in {:>7} statements ({per:.1} per statement, \
+                 largest {} since the start), {} failed and ran alone",
+                s.submitted, s.batches, s.largest, s.failed_batches
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// CPU time the whole machine spent busy so far (all cores; user, system, interrupts,

@@ -1,6 +1,7 @@
 //! cart and wishlist: one cart per customer, priced server-side from the catalog on every
 //! read (a client never sends a price). Emits `cart.item_added` and `cart.item_removed`.
 
+pub mod batch;
 mod routes;
 pub mod store;
 

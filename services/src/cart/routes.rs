@@ -16,6 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::AppState;
+use crate::cart::batch::{ADDED_PAYLOAD, AddJob, Adder};
 use crate::cart::store::{self, Cart};
 use crate::catalog::store::products_by_id;
 use crate::http::extract::{ApiPath, ApiQuery};
@@ -32,10 +33,7 @@ static ADD_SQL: LazyLock<String> = LazyLock::new(|| {
     let event = OutboxRows::sql_joined(
         5,
         "CROSS JOIN product",
-        "convert_to(jsonb_set(jsonb_set(convert_from(e.payload, 'UTF8')::jsonb,
-                '{sku}', to_jsonb(product.sku)),
-                '{unit_price}', jsonb_build_object('amount_minor', product.price_minor, 'currency', product.currency)
-            )::text, 'UTF8')",
+        ADDED_PAYLOAD,
         "EXISTS (SELECT 1 FROM line)",
     );
     format!(
@@ -139,12 +137,46 @@ async fn add_item(
         quantity,
         unit_price: Money::new(0, Currency::EUR),
     };
-    let mut events = OutboxRows::default();
-    events.push(&Envelope::new(SOURCE, event))?;
+    let events = || -> Result<OutboxRows, Problem> {
+        let mut events = OutboxRows::default();
+        events.push(&Envelope::new(SOURCE, event.clone()))?;
+        Ok(events)
+    };
+    // With the other adds waiting (crate::cart::batch); alone when that batch failed.
+    let adder = app
+        .cart_adder
+        .get_or_init(|| Adder::start(app.pool.clone()));
+    let batched = adder
+        .submit(AddJob {
+            user_id: user.user_id,
+            product_id: req.product_id,
+            quantity: quantity.get() as i32,
+            events: events()?,
+        })
+        .await;
+    let cart = match batched {
+        Ok(cart) => cart?,
+        Err(()) => add_alone(&app, &user, req.product_id, quantity, events()?).await?,
+    };
+    match cart {
+        Some(cart) => Ok(Json(cart)),
+        None => Err(Problem::not_found("no such product, or it is not for sale")),
+    }
+}
+
+/// Adds to the cart in a statement of its own ([`ADD_SQL`]): the cart as it leaves it, or
+/// `None` when the product is not for sale (nothing was written).
+async fn add_alone(
+    app: &AppState,
+    user: &AuthUser,
+    product_id: Uuid,
+    quantity: Quantity,
+    events: OutboxRows,
+) -> Result<Option<Cart>, Problem> {
     let query = sqlx::query(sqlx::AssertSqlSafe(ADD_SQL.as_str()))
         .bind(user.user_id)
         .bind(None::<String>)
-        .bind(req.product_id)
+        .bind(product_id)
         .bind(quantity.get() as i32);
     let rows = events
         .bind(query)
@@ -161,9 +193,9 @@ async fn add_item(
         None => 0,
     };
     if added == 0 {
-        return Err(Problem::not_found("no such product, or it is not for sale"));
+        return Ok(None);
     }
-    Ok(Json(Cart::from_rows(&rows, None)?))
+    Ok(Some(Cart::from_rows(&rows, None)?))
 }
 
 #[utoipa::path(

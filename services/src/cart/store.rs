@@ -91,19 +91,36 @@ fn add(acc: Option<Money>, m: Money) -> Result<Option<Money>, CartError> {
 pub fn load_sql(extra: &str, items: Option<&str>) -> String {
     let items = items
         .unwrap_or("SELECT product_id, quantity, added_at FROM carts.items WHERE user_id = $1");
+    rows_sql(
+        &format!(
+            "SELECT {} AS live {extra}",
+            crate::pricing::store::live_json_sql(2)
+        ),
+        items,
+        "",
+    )
+}
+
+/// Carts' rows: for each row of `base` (a query with a `live` column, the promotions as
+/// [`crate::pricing::store::live_json_sql`] gives them), the lines `items` selects
+/// (product_id, quantity, added_at; it may refer to `base`'s columns) with their products,
+/// NULL when no longer for sale; a row of `base` without lines gives one row with NULL lines.
+/// Ordered by `order` (a prefix of the ORDER BY, ending in a comma), then the lines as added.
+pub(crate) fn rows_sql(base: &str, items: &str, order: &str) -> String {
     format!(
-        "SELECT base.*, i.product_id, i.quantity, p.sku, p.category, p.names, p.price_minor,
-                p.currency, p.weight_grams
-         FROM (SELECT {} AS live {extra}) base
-         LEFT JOIN (({items}) i
-                    -- One product by its key per line, whatever the statistics say.
-                    LEFT JOIN LATERAL (
-                        SELECT sku, category, names, price_minor, currency, weight_grams
-                        FROM catalog.products
-                        WHERE id = i.product_id AND status = 'active' LIMIT 1) p ON true)
-                ON true
-         ORDER BY i.added_at, i.product_id",
-        crate::pricing::store::live_json_sql(2)
+        "SELECT base.*, i.product_id, i.quantity, i.sku, i.category, i.names, i.price_minor,
+                i.currency, i.weight_grams
+         FROM ({base}) base
+         LEFT JOIN LATERAL (
+            SELECT i.product_id, i.quantity, i.added_at, p.sku, p.category, p.names,
+                   p.price_minor, p.currency, p.weight_grams
+            FROM ({items}) i
+            -- One product by its key per line, whatever the statistics say.
+            LEFT JOIN LATERAL (
+                SELECT sku, category, names, price_minor, currency, weight_grams
+                FROM catalog.products
+                WHERE id = i.product_id AND status = 'active' LIMIT 1) p ON true) i ON true
+         ORDER BY {order} i.added_at, i.product_id"
     )
 }
 

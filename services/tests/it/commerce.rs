@@ -361,6 +361,164 @@ async fn carts_are_private_priced_by_the_server_and_refuse_bad_quantities(pool: 
     );
 }
 
+/// `POST /v1/cart/items` of `quantity` units of `product`.
+fn add_request(token: &str, product: &str, quantity: i64) -> axum::http::Request<axum::body::Body> {
+    axum::http::Request::post("/v1/cart/items")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(
+            json!({"product_id": product, "quantity": quantity}).to_string(),
+        ))
+        .unwrap()
+}
+
+/// A cart's lines as (SKU, quantity), in the order added.
+fn cart_lines(cart: &Value) -> Vec<(String, i64)> {
+    cart["lines"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a cart: {cart}"))
+        .iter()
+        .map(|l| {
+            (
+                l["sku"].as_str().unwrap().to_owned(),
+                l["quantity"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Concurrent adds to cart share statements (services::cart::batch): while one waits on a
+/// lock, the others queue and then go together, each answered with its own cart as the add
+/// left it. Two adds to one cart never share a statement. A statement that fails is run
+/// again add by add: only the refused add fails.
+#[sqlx::test(migrations = false)]
+async fn concurrent_adds_to_cart_share_statements_and_a_refused_add_fails_alone(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let (_, vendor) = app.quick_user("vendor").await;
+    let a = product(&app, &vendor, "ADD-A", 1000, 10, 100).await;
+    let b = product(&app, &vendor, "ADD-B", 500, 10, 100).await;
+    let (_, u1) = app.quick_user("customer").await;
+    let (_, u2) = app.quick_user("customer").await;
+    let (_, u3) = app.quick_user("customer").await;
+    let (_, u4) = app.quick_user("customer").await;
+    add_to_cart(&app, &u1, &b, 1).await;
+    add_to_cart(&app, &u4, &b, 99).await;
+    let before = app.state.cart_adder.get().unwrap().stats();
+
+    // The first add waits on a lock; four others queue behind it. u1's second add shares a
+    // cart with its first, which is not in the same statement; u2's two adds are.
+    let nowhere = Uuid::now_v7().to_string();
+    let answers = requests_queued_behind(
+        &app,
+        "carts.items",
+        &app.state.cart_adder,
+        vec![
+            add_request(&u1, &a, 2),
+            add_request(&u2, &a, 1),
+            add_request(&u3, &nowhere, 1),
+            add_request(&u1, &a, 1),
+            add_request(&u2, &b, 1),
+        ],
+    )
+    .await;
+    let stats = app.state.cart_adder.get().unwrap().stats();
+    // [u1] alone, then [u2, u3, u1], then [u2].
+    assert_eq!(
+        (
+            stats.batches - before.batches,
+            stats.failed_batches,
+            stats.largest
+        ),
+        (3, 0, 3),
+        "{stats:?}"
+    );
+    for (i, (status, _)) in answers.iter().enumerate() {
+        let want = if i == 2 {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::OK
+        };
+        assert_eq!(*status, want, "add {i}: {:?}", answers[i]);
+    }
+    let s = |sku: &str, q: i64| (sku.to_owned(), q);
+    assert_eq!(cart_lines(&answers[0].1), [s("ADD-B", 1), s("ADD-A", 2)]);
+    assert_eq!(cart_lines(&answers[1].1), [s("ADD-A", 1)]);
+    assert_eq!(cart_lines(&answers[3].1), [s("ADD-B", 1), s("ADD-A", 3)]);
+    assert_eq!(cart_lines(&answers[4].1), [s("ADD-A", 1), s("ADD-B", 1)]);
+    assert_eq!(
+        answers[3].1["total"],
+        json!({"amount_minor": 3500, "currency": "EUR"})
+    );
+    // Each answer is the cart as it stands after it (read alone now).
+    for (i, token) in [(3, &u1), (4, &u2)] {
+        let now = app.call(Method::GET, "/v1/cart", None, Some(token)).await;
+        assert_eq!(now.json, answers[i].1);
+    }
+    // One event per add made, each with its product's SKU and price; none for the refused.
+    let added: Vec<(String, u32, i64)> = decoded(&app, "cart.item_added.v1")
+        .await
+        .into_iter()
+        .map(|e| match e {
+            events::Event::CartItemAdded(a) => (
+                a.sku.as_str().to_owned(),
+                a.quantity.get(),
+                a.unit_price.amount_minor,
+            ),
+            other => panic!("not an add: {other:?}"),
+        })
+        .collect();
+    let e = |sku: &str, q: u32, price: i64| (sku.to_owned(), q, price);
+    assert_eq!(
+        added,
+        [
+            e("ADD-B", 1, 500),
+            e("ADD-B", 99, 500),
+            e("ADD-A", 2, 1000),
+            e("ADD-A", 1, 1000),
+            e("ADD-A", 1, 1000),
+            e("ADD-B", 1, 500)
+        ]
+    );
+
+    // u4's add would make 101 of B: its statement is refused, and each of its adds runs
+    // alone. u4 is told why; u2's add goes through; nothing of u4's is written.
+    let answers = requests_queued_behind(
+        &app,
+        "carts.items",
+        &app.state.cart_adder,
+        vec![
+            add_request(&u3, &a, 1),
+            add_request(&u4, &b, 2),
+            add_request(&u2, &b, 1),
+        ],
+    )
+    .await;
+    let after = app.state.cart_adder.get().unwrap().stats();
+    assert_eq!(
+        (after.batches - stats.batches, after.failed_batches),
+        (2, 1),
+        "{after:?}"
+    );
+    assert_eq!(answers[0].0, StatusCode::OK, "{:?}", answers[0]);
+    assert_eq!(cart_lines(&answers[0].1), [s("ADD-A", 1)]);
+    assert_eq!(
+        answers[1].0,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{:?}",
+        answers[1]
+    );
+    assert_eq!(answers[2].0, StatusCode::OK, "{:?}", answers[2]);
+    assert_eq!(cart_lines(&answers[2].1), [s("ADD-A", 1), s("ADD-B", 2)]);
+    let u4_cart = app.call(Method::GET, "/v1/cart", None, Some(&u4)).await;
+    assert_eq!(cart_lines(&u4_cart.json), [s("ADD-B", 99)]);
+    assert_eq!(
+        app.count("SELECT count(*) FROM outbox.events WHERE event_type = 'cart.item_added.v1'")
+            .await,
+        8,
+        "the six before and two of these three"
+    );
+}
+
 #[sqlx::test(migrations = false)]
 async fn a_checkout_confirms_and_a_retry_returns_the_same_order(pool: PgPool) {
     let app = TestApp::new(pool).await;
@@ -710,8 +868,8 @@ async fn a_write_waits_on(app: &TestApp, table: &str) {
 }
 
 /// Waits until a batcher of the app has had `n` jobs queued.
-async fn batcher_queued<W: services::orders::batch::Work>(
-    batcher: &std::sync::OnceLock<services::orders::batch::Batcher<W>>,
+async fn batcher_queued<W: services::batch::Work>(
+    batcher: &std::sync::OnceLock<services::batch::Batcher<W>>,
     n: u64,
 ) {
     for _ in 0..1000 {
@@ -723,19 +881,12 @@ async fn batcher_queued<W: services::orders::batch::Work>(
     panic!("{n} {} jobs were not queued", W::NAME);
 }
 
-/// Starts a checkout in the background; its answer's status and body.
-fn spawn_checkout(
+/// Sends a request in the background; its answer's status and body.
+fn spawn_request(
     app: &TestApp,
-    token: &str,
-    key: &str,
-    country: &str,
+    req: axum::http::Request<axum::body::Body>,
 ) -> tokio::task::JoinHandle<(StatusCode, Value)> {
     let router = app.router.clone();
-    let req = TestApp::checkout_request(
-        token,
-        key,
-        &json!({"card_number": GOOD_CARD, "billing_country": "DE", "shipping_country": country}),
-    );
     tokio::spawn(async move {
         let resp = tower::ServiceExt::oneshot(router, req).await.unwrap();
         let status = resp.status();
@@ -746,16 +897,17 @@ fn spawn_checkout(
     })
 }
 
-/// Checks out the first of `checkouts` and holds its batch's statement on a SHARE lock of
-/// `table` until the others are queued behind it in `batcher`, then lets them all go. Each
-/// checkout is (token, idempotency key, shipping country); the answers come in that order.
-async fn checkouts_queued_behind<W: services::orders::batch::Work>(
+/// Sends the first of `requests` and holds its batch's statement on a SHARE lock of `table`
+/// until the others are queued behind it in `batcher`, then lets them all go. The answers
+/// come in the requests' order.
+async fn requests_queued_behind<W: services::batch::Work>(
     app: &TestApp,
     table: &str,
-    batcher: &std::sync::OnceLock<services::orders::batch::Batcher<W>>,
-    checkouts: &[(&str, String, &str)],
+    batcher: &std::sync::OnceLock<services::batch::Batcher<W>>,
+    requests: Vec<axum::http::Request<axum::body::Body>>,
 ) -> Vec<(StatusCode, Value)> {
     let before = batcher.get().map_or(0, |b| b.stats().submitted);
+    let n = requests.len() as u64;
     let mut lock = app.pool.begin().await.unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "LOCK TABLE {table} IN SHARE MODE"
@@ -763,20 +915,40 @@ async fn checkouts_queued_behind<W: services::orders::batch::Work>(
     .execute(&mut *lock)
     .await
     .unwrap();
-    let (token, key, country) = &checkouts[0];
-    let mut tasks = vec![spawn_checkout(app, token, key, country)];
+    let mut requests = requests.into_iter();
+    let mut tasks = vec![spawn_request(app, requests.next().unwrap())];
     a_write_waits_on(app, table).await;
     batcher_queued(batcher, before + 1).await;
-    for (token, key, country) in &checkouts[1..] {
-        tasks.push(spawn_checkout(app, token, key, country));
+    for req in requests {
+        tasks.push(spawn_request(app, req));
     }
-    batcher_queued(batcher, before + checkouts.len() as u64).await;
+    batcher_queued(batcher, before + n).await;
     lock.rollback().await.unwrap();
     let mut answers = Vec::new();
     for task in tasks {
         answers.push(task.await.unwrap());
     }
     answers
+}
+
+/// [`requests_queued_behind`] for checkouts, each (token, idempotency key, shipping country).
+async fn checkouts_queued_behind<W: services::batch::Work>(
+    app: &TestApp,
+    table: &str,
+    batcher: &std::sync::OnceLock<services::batch::Batcher<W>>,
+    checkouts: &[(&str, String, &str)],
+) -> Vec<(StatusCode, Value)> {
+    let requests = checkouts
+        .iter()
+        .map(|(token, key, country)| {
+            TestApp::checkout_request(
+                token,
+                key,
+                &json!({"card_number": GOOD_CARD, "billing_country": "DE", "shipping_country": country}),
+            )
+        })
+        .collect();
+    requests_queued_behind(app, table, batcher, requests).await
 }
 
 fn assert_confirmed((status, order): &(StatusCode, Value)) {

@@ -1,0 +1,160 @@
+//! Writes of concurrent requests done together: one task per kind of write and process
+//! takes the jobs queued while its previous statement ran (no added wait) and writes them
+//! in one statement. Much of a statement's cost is fixed (executor start-up, plan checks,
+//! locks, commit), so sharing it is most of what a small write costs PostgreSQL. At low
+//! load a batch is one job.
+//!
+//! Jobs that share a key (say a SKU) go to separate statements, so a stock check or a
+//! stock level written is exact. A statement that fails answers `Err(())` to each of its
+//! jobs, which then run one by one through their single statements and get their own
+//! error. The kinds: the checkout's placing and confirmation (`orders::batch`) and the add
+//! to cart (`cart::batch`).
+
+use std::collections::{HashSet, VecDeque};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot};
+
+/// Jobs at most per statement.
+const MAX_BATCH: usize = 64;
+
+/// A kind of write that concurrent requests share a statement for.
+pub trait Work: Send + Sync + 'static {
+    /// Its name in metrics and logs.
+    const NAME: &'static str;
+    type Job: Send + 'static;
+    type Out: Send + 'static;
+    /// What no two jobs of one statement may share.
+    fn keys(job: &Self::Job) -> Vec<String>;
+    /// Writes `jobs` in one statement: each job's answer, in order.
+    fn run(
+        pool: &PgPool,
+        jobs: Vec<Self::Job>,
+    ) -> impl Future<Output = Result<Vec<Self::Out>, sqlx::Error>> + Send;
+}
+
+struct Pending<W: Work> {
+    job: W::Job,
+    reply: oneshot::Sender<Result<W::Out, ()>>,
+}
+
+/// What a [`Batcher`] has done since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchStats {
+    /// Jobs queued for it (counted once queued).
+    pub submitted: u64,
+    /// Statements it ran.
+    pub batches: u64,
+    /// Statements that failed (their jobs were then run one by one).
+    pub failed_batches: u64,
+    /// Most jobs in one statement.
+    pub largest: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    submitted: AtomicU64,
+    batches: AtomicU64,
+    failed_batches: AtomicU64,
+    largest: AtomicU64,
+}
+
+/// A process's batcher of one kind of write.
+pub struct Batcher<W: Work> {
+    tx: mpsc::UnboundedSender<Pending<W>>,
+    counters: Arc<Counters>,
+}
+
+impl<W: Work> Batcher<W> {
+    /// Starts the batching task (inside a Tokio runtime).
+    pub fn start(pool: PgPool) -> Batcher<W> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let counters = Arc::new(Counters::default());
+        tokio::spawn(run::<W>(pool, rx, counters.clone()));
+        Batcher { tx, counters }
+    }
+
+    /// Writes the job with the others waiting: its answer, or `Err(())` when the batch
+    /// failed and nothing of it was written: write this job alone.
+    pub async fn submit(&self, job: W::Job) -> Result<W::Out, ()> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Pending { job, reply }).map_err(|_| ())?;
+        self.counters.submitted.fetch_add(1, Ordering::Relaxed);
+        answer.await.map_err(|_| ())?
+    }
+
+    /// What it has done so far.
+    pub fn stats(&self) -> BatchStats {
+        let c = &self.counters;
+        BatchStats {
+            submitted: c.submitted.load(Ordering::Relaxed),
+            batches: c.batches.load(Ordering::Relaxed),
+            failed_batches: c.failed_batches.load(Ordering::Relaxed),
+            largest: c.largest.load(Ordering::Relaxed),
+        }
+    }
+}
+
+async fn run<W: Work>(
+    pool: PgPool,
+    mut rx: mpsc::UnboundedReceiver<Pending<W>>,
+    counters: Arc<Counters>,
+) {
+    // Jobs that shared a key with one in the batch: first in the next.
+    let mut carried: VecDeque<Pending<W>> = VecDeque::new();
+    loop {
+        let first = match carried.pop_front() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        let mut keys: HashSet<String> = W::keys(&first.job).into_iter().collect();
+        let mut batch = vec![first];
+        let mut take =
+            |p: Pending<W>, batch: &mut Vec<Pending<W>>, later: &mut VecDeque<Pending<W>>| {
+                let own = W::keys(&p.job);
+                if batch.len() < MAX_BATCH && own.iter().all(|k| !keys.contains(k)) {
+                    keys.extend(own);
+                    batch.push(p);
+                } else {
+                    later.push_back(p);
+                }
+            };
+        let mut later = VecDeque::new();
+        for p in std::mem::take(&mut carried) {
+            take(p, &mut batch, &mut later);
+        }
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => take(p, &mut batch, &mut later),
+                Err(_) => break,
+            }
+        }
+        carried = later;
+        let (jobs, replies): (Vec<W::Job>, Vec<_>) =
+            batch.into_iter().map(|p| (p.job, p.reply)).unzip();
+        let n = jobs.len();
+        metrics::histogram!("shopstream_batch_jobs", "work" => W::NAME).record(n as f64);
+        counters.batches.fetch_add(1, Ordering::Relaxed);
+        counters.largest.fetch_max(n as u64, Ordering::Relaxed);
+        match W::run(&pool, jobs).await {
+            Ok(answers) => {
+                for (answer, reply) in answers.into_iter().zip(replies) {
+                    let _ = reply.send(Ok(answer));
+                }
+            }
+            Err(e) => {
+                counters.failed_batches.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, jobs = n, work = W::NAME, "a batch failed; its jobs run one by one");
+                for reply in replies {
+                    let _ = reply.send(Err(()));
+                }
+            }
+        }
+    }
+}
