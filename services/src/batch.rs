@@ -29,6 +29,8 @@ pub trait Work: Send + Sync + 'static {
     type Out: Send + 'static;
     /// What no two jobs of one statement may share.
     fn keys(job: &Self::Job) -> Vec<String>;
+    /// The statement [`Work::run`] runs.
+    fn sql() -> &'static str;
     /// Writes `jobs` in one statement: each job's answer, in order.
     fn run(
         pool: &PgPool,
@@ -68,12 +70,28 @@ pub struct Batcher<W: Work> {
     counters: Arc<Counters>,
 }
 
+/// The settings of a batcher's own connection. Its statements are planned once per
+/// connection (a generic plan), not per call: a custom plan for each batch's array sizes cost
+/// as much as running it. And they touch a few rows each, by key: the planner, which gives a
+/// generic plan's arrays 10 rows, would read a small table whole (a 1,000-product catalogue
+/// by a hash join) rather than look up its keys. With scans and hash and merge joins
+/// priced out, every table is read through its index, one key at a time.
+pub const SESSION: [(&str, &str); 4] = [
+    ("plan_cache_mode", "force_generic_plan"),
+    ("enable_seqscan", "off"),
+    ("enable_hashjoin", "off"),
+    ("enable_mergejoin", "off"),
+];
+
 impl<W: Work> Batcher<W> {
-    /// Starts the batching task (inside a Tokio runtime).
+    /// Starts the batching task (inside a Tokio runtime) with a connection of its own to the
+    /// database of `pool` (one statement at a time), set as [`SESSION`] says.
     pub fn start(pool: PgPool) -> Batcher<W> {
+        let options = (*pool.connect_options()).clone().options(SESSION);
+        let own = ingest::db::pool_options(1).connect_lazy_with(options);
         let (tx, rx) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
-        tokio::spawn(run::<W>(pool, rx, counters.clone()));
+        tokio::spawn(run::<W>(own, rx, counters.clone()));
         Batcher { tx, counters }
     }
 

@@ -88,6 +88,10 @@ impl Work for Add {
         vec![job.user_id.to_string()]
     }
 
+    fn sql() -> &'static str {
+        ADD_MANY_SQL.as_str()
+    }
+
     async fn run(pool: &PgPool, jobs: Vec<AddJob>) -> Result<Vec<Self::Out>, sqlx::Error> {
         let mut events = OutboxRows::default();
         let mut event_carts: Vec<Uuid> = Vec::new();
@@ -99,7 +103,7 @@ impl Work for Add {
             products.push(job.product_id);
             quantities.push(job.quantity);
         }
-        let q = sqlx::query(sqlx::AssertSqlSafe(ADD_MANY_SQL.as_str()))
+        let q = sqlx::query(sqlx::AssertSqlSafe(Self::sql()))
             .bind(&users)
             .bind(products)
             .bind(quantities)

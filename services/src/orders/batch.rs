@@ -148,6 +148,10 @@ impl Work for Confirm {
         job.skus.clone()
     }
 
+    fn sql() -> &'static str {
+        CONFIRM_MANY_SQL.as_str()
+    }
+
     async fn run(pool: &PgPool, jobs: Vec<ConfirmJob>) -> Result<Vec<bool>, sqlx::Error> {
         let orders: Vec<Uuid> = jobs.iter().map(|j| j.payment.order_id).collect();
         let confirmed = confirm_many(pool, jobs).await?;
@@ -254,6 +258,10 @@ impl Work for Place {
         vec![job.sku.clone(), job.customer_id.to_string()]
     }
 
+    fn sql() -> &'static str {
+        PLACE_MANY_SQL.as_str()
+    }
+
     async fn run(pool: &PgPool, jobs: Vec<PlaceJob>) -> Result<Vec<Placed>, sqlx::Error> {
         let mut events = OutboxRows::default();
         let mut event_orders: Vec<Uuid> = Vec::new();
@@ -263,7 +271,7 @@ impl Work for Place {
             events.append(std::mem::take(&mut job.events));
             orders.push(job);
         }
-        let q = sqlx::query(sqlx::AssertSqlSafe(PLACE_MANY_SQL.as_str()))
+        let q = sqlx::query(sqlx::AssertSqlSafe(Self::sql()))
             .bind(orders.iter().map(|o| o.order_id).collect::<Vec<_>>())
             .bind(orders.iter().map(|o| o.customer_id).collect::<Vec<_>>())
             .bind(

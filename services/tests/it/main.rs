@@ -2,6 +2,7 @@
 //! DATABASE_URL, set by scripts/test.sh), calling the real router in process.
 
 mod auth;
+mod batch_plans;
 mod catalog;
 mod clickstream;
 mod commerce;
