@@ -5,17 +5,20 @@
 //! load a batch is one job.
 //!
 //! Jobs that share a key (say a SKU) go to separate statements, so a stock check or a
-//! stock level written is exact. A statement that fails answers `Err(())` to each of its
-//! jobs, which then run one by one through their single statements and get their own
-//! error. The kinds: the checkout's placing and confirmation (`orders::batch`) and the add
-//! to cart (`cart::batch`).
+//! stock level written is exact. A statement the database refuses (a refused row, a
+//! deadlock) wrote nothing: each of its jobs is answered [`Unbatched::Refused`] and then runs
+//! alone through its single statement, getting its own answer. A statement whose outcome is
+//! unknown (the connection failed, or its answer could not be read) is never run again:
+//! [`Unbatched::Unknown`]. The kinds: the checkout's read, placing and confirmation
+//! (`orders::batch`) and the add to cart (`cart::batch`).
 
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sqlx::PgPool;
+use sqlx::postgres::{PgConnection, PgRow};
+use sqlx::{PgPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
 /// Jobs at most per statement.
@@ -31,16 +34,49 @@ pub trait Work: Send + Sync + 'static {
     fn keys(job: &Self::Job) -> Vec<String>;
     /// The statement [`Work::run`] runs.
     fn sql() -> &'static str;
-    /// Writes `jobs` in one statement: each job's answer, in order.
+    /// Writes `jobs` in one statement on `conn`: each job's answer, in order. An error from
+    /// the database itself ([`sqlx::Error::Database`]) must mean nothing was written.
     fn run(
-        pool: &PgPool,
+        conn: &mut PgConnection,
         jobs: Vec<Self::Job>,
     ) -> impl Future<Output = Result<Vec<Self::Out>, sqlx::Error>> + Send;
 }
 
+/// Why a batch did not answer a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unbatched {
+    /// Nothing of the job was written (the database refused the statement, or it was never
+    /// sent): write it alone.
+    Refused,
+    /// The statement may have been written (its connection failed, or its answer could not
+    /// be read): writing the job again could write it twice.
+    Unknown,
+}
+
 struct Pending<W: Work> {
     job: W::Job,
-    reply: oneshot::Sender<Result<W::Out, ()>>,
+    reply: oneshot::Sender<Result<W::Out, Unbatched>>,
+}
+
+/// The rows of a statement that reads for `jobs` jobs, split by job: each row's `job` column
+/// numbers its job from 1, and the rows come ordered by it; every job has at least one row.
+pub fn rows_by_job(rows: Vec<PgRow>, jobs: usize) -> Result<Vec<Vec<PgRow>>, sqlx::Error> {
+    let mut split: Vec<Vec<PgRow>> = (0..jobs).map(|_| Vec::new()).collect();
+    for row in rows {
+        let job: i64 = row.try_get("job")?;
+        let at = usize::try_from(job - 1)
+            .ok()
+            .filter(|&at| at < jobs && split[at + 1..].iter().all(Vec::is_empty))
+            .ok_or_else(|| sqlx::Error::Protocol(format!("a row of job {job} out of order")))?;
+        split[at].push(row);
+    }
+    if let Some(at) = split.iter().position(Vec::is_empty) {
+        return Err(sqlx::Error::Protocol(format!(
+            "job {} of the batch has no rows",
+            at + 1
+        )));
+    }
+    Ok(split)
 }
 
 /// What a [`Batcher`] has done since it started.
@@ -75,7 +111,7 @@ pub struct Batcher<W: Work> {
 /// as much as running it. And they touch a few rows each, by key: the planner, which gives a
 /// generic plan's arrays 10 rows, would read a small table whole (a 1,000-product catalogue
 /// by a hash join) rather than look up its keys. With scans and hash and merge joins
-/// priced out, every table is read through its index, one key at a time.
+/// priced out, every table with a key to look up is read through its index, key by key.
 pub const SESSION: [(&str, &str); 4] = [
     ("plan_cache_mode", "force_generic_plan"),
     ("enable_seqscan", "off"),
@@ -88,20 +124,25 @@ impl<W: Work> Batcher<W> {
     /// database of `pool` (one statement at a time), set as [`SESSION`] says.
     pub fn start(pool: PgPool) -> Batcher<W> {
         let options = (*pool.connect_options()).clone().options(SESSION);
-        let own = ingest::db::pool_options(1).connect_lazy_with(options);
+        // Not the pool's 10 s: when the connection cannot be had, the jobs soon run alone.
+        let own = ingest::db::pool_options(1)
+            .acquire_timeout(std::time::Duration::from_secs(2))
+            .connect_lazy_with(options);
         let (tx, rx) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
         tokio::spawn(run::<W>(own, rx, counters.clone()));
         Batcher { tx, counters }
     }
 
-    /// Writes the job with the others waiting: its answer, or `Err(())` when the batch
-    /// failed and nothing of it was written: write this job alone.
-    pub async fn submit(&self, job: W::Job) -> Result<W::Out, ()> {
+    /// Writes the job with the others waiting: its answer, or why the batch gave none.
+    pub async fn submit(&self, job: W::Job) -> Result<W::Out, Unbatched> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Pending { job, reply }).map_err(|_| ())?;
+        self.tx
+            .send(Pending { job, reply })
+            .map_err(|_| Unbatched::Refused)?;
         self.counters.submitted.fetch_add(1, Ordering::Relaxed);
-        answer.await.map_err(|_| ())?
+        // No answer: the task ended mid-statement.
+        answer.await.map_err(|_| Unbatched::Unknown)?
     }
 
     /// What it has done so far.
@@ -160,17 +201,27 @@ async fn run<W: Work>(
         metrics::histogram!("shopstream_batch_jobs", "work" => W::NAME).record(n as f64);
         counters.batches.fetch_add(1, Ordering::Relaxed);
         counters.largest.fetch_max(n as u64, Ordering::Relaxed);
-        match W::run(&pool, jobs).await {
+        let done = match pool.acquire().await {
+            Ok(mut conn) => W::run(&mut conn, jobs).await.map_err(|e| {
+                let why = match e {
+                    sqlx::Error::Database(_) => Unbatched::Refused,
+                    _ => Unbatched::Unknown,
+                };
+                (e, why)
+            }),
+            Err(e) => Err((e, Unbatched::Refused)),
+        };
+        match done {
             Ok(answers) => {
                 for (answer, reply) in answers.into_iter().zip(replies) {
                     let _ = reply.send(Ok(answer));
                 }
             }
-            Err(e) => {
+            Err((e, why)) => {
                 counters.failed_batches.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, jobs = n, work = W::NAME, "a batch failed; its jobs run one by one");
+                tracing::warn!(error = %e, jobs = n, work = W::NAME, ?why, "a batch failed");
                 for reply in replies {
-                    let _ = reply.send(Err(()));
+                    let _ = reply.send(Err(why));
                 }
             }
         }

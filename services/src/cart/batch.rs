@@ -5,7 +5,8 @@
 use std::sync::LazyLock;
 
 use ingest::outbox::OutboxRows;
-use sqlx::{PgPool, Row};
+use sqlx::Row;
+use sqlx::postgres::PgConnection;
 use uuid::Uuid;
 
 use crate::batch::{Batcher, Work};
@@ -83,7 +84,8 @@ impl Work for Add {
     type Job = AddJob;
     type Out = Result<Option<Cart>, CartError>;
 
-    /// The cart: one statement may not change a line twice.
+    /// The cart: one statement may not change a line twice, and it matches lines, events and
+    /// answers to jobs by their cart.
     fn keys(job: &AddJob) -> Vec<String> {
         vec![job.user_id.to_string()]
     }
@@ -92,7 +94,10 @@ impl Work for Add {
         ADD_MANY_SQL.as_str()
     }
 
-    async fn run(pool: &PgPool, jobs: Vec<AddJob>) -> Result<Vec<Self::Out>, sqlx::Error> {
+    async fn run(
+        conn: &mut PgConnection,
+        jobs: Vec<AddJob>,
+    ) -> Result<Vec<Self::Out>, sqlx::Error> {
         let mut events = OutboxRows::default();
         let mut event_carts: Vec<Uuid> = Vec::new();
         let (mut users, mut products, mut quantities) = (Vec::new(), Vec::new(), Vec::new());
@@ -108,28 +113,20 @@ impl Work for Add {
             .bind(products)
             .bind(quantities)
             .bind(None::<String>);
-        let rows = events.bind(q).bind(event_carts).fetch_all(pool).await?;
-        // The rows come by job: each job's from its first.
-        let mut answers = Vec::with_capacity(users.len());
-        let mut rest = rows.as_slice();
-        for job in 1..=users.len() as i64 {
-            let mut n = 0;
-            while n < rest.len() && rest[n].try_get::<i64, _>("job")? == job {
-                n += 1;
-            }
-            let (mine, after) = rest.split_at(n);
-            rest = after;
-            let Some(first) = mine.first() else {
-                return Err(sqlx::Error::Protocol(format!(
-                    "add {job} of the batch has no rows"
-                )));
-            };
-            answers.push(if first.try_get::<bool, _>("added")? {
-                Cart::from_rows(mine, None).map(Some)
-            } else {
-                Ok(None)
-            });
-        }
-        Ok(answers)
+        let rows = events
+            .bind(q)
+            .bind(event_carts)
+            .fetch_all(&mut *conn)
+            .await?;
+        crate::batch::rows_by_job(rows, users.len())?
+            .into_iter()
+            .map(|mine| {
+                Ok(if mine[0].try_get::<bool, _>("added")? {
+                    Cart::from_rows(&mine, None).map(Some)
+                } else {
+                    Ok(None)
+                })
+            })
+            .collect()
     }
 }

@@ -16,6 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::AppState;
+use crate::batch::Unbatched;
 use crate::cart::batch::{ADDED_PAYLOAD, AddJob, Adder};
 use crate::cart::store::{self, Cart};
 use crate::catalog::store::products_by_id;
@@ -142,7 +143,8 @@ async fn add_item(
         events.push(&Envelope::new(SOURCE, event.clone()))?;
         Ok(events)
     };
-    // With the other adds waiting (crate::cart::batch); alone when that batch failed.
+    // With the other adds waiting (crate::cart::batch); alone when the database refused
+    // that batch (nothing of it was written).
     let adder = app
         .cart_adder
         .get_or_init(|| Adder::start(app.pool.clone()));
@@ -156,7 +158,14 @@ async fn add_item(
         .await;
     let cart = match batched {
         Ok(cart) => cart?,
-        Err(()) => add_alone(&app, &user, req.product_id, quantity, events()?).await?,
+        Err(Unbatched::Refused) => {
+            add_alone(&app, &user, req.product_id, quantity, events()?).await?
+        }
+        Err(Unbatched::Unknown) => {
+            return Err(Problem::internal(
+                "the add's outcome is unknown (the database connection failed); read the cart",
+            ));
+        }
     };
     match cart {
         Some(cart) => Ok(Json(cart)),

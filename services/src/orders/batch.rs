@@ -11,7 +11,8 @@ use events::DomainEvent;
 use events::domain::inventory::InventoryAdjusted;
 use events::domain::orders::OrderPlaced;
 use ingest::outbox::OutboxRows;
-use sqlx::{PgPool, Row};
+use sqlx::Row;
+use sqlx::postgres::PgConnection;
 use uuid::Uuid;
 
 use crate::batch::{Batcher, Work};
@@ -87,7 +88,10 @@ static CONFIRM_MANY_SQL: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// Confirms `jobs` (no two sharing a SKU) in one statement; returns the orders confirmed.
-async fn confirm_many(pool: &PgPool, jobs: Vec<ConfirmJob>) -> Result<HashSet<Uuid>, sqlx::Error> {
+async fn confirm_many(
+    conn: &mut PgConnection,
+    jobs: Vec<ConfirmJob>,
+) -> Result<HashSet<Uuid>, sqlx::Error> {
     let mut events = OutboxRows::default();
     let mut event_orders: Vec<Uuid> = Vec::new();
     let (mut pays, mut ships) = (Vec::new(), Vec::new());
@@ -131,7 +135,11 @@ async fn confirm_many(pool: &PgPool, jobs: Vec<ConfirmJob>) -> Result<HashSet<Uu
                 .collect::<Vec<_>>(),
         )
         .bind(CARRIER);
-    let rows = events.bind(q).bind(event_orders).fetch_all(pool).await?;
+    let rows = events
+        .bind(q)
+        .bind(event_orders)
+        .fetch_all(&mut *conn)
+        .await?;
     rows.iter().map(|r| r.try_get::<Uuid, _>(0)).collect()
 }
 
@@ -152,9 +160,9 @@ impl Work for Confirm {
         CONFIRM_MANY_SQL.as_str()
     }
 
-    async fn run(pool: &PgPool, jobs: Vec<ConfirmJob>) -> Result<Vec<bool>, sqlx::Error> {
+    async fn run(conn: &mut PgConnection, jobs: Vec<ConfirmJob>) -> Result<Vec<bool>, sqlx::Error> {
         let orders: Vec<Uuid> = jobs.iter().map(|j| j.payment.order_id).collect();
-        let confirmed = confirm_many(pool, jobs).await?;
+        let confirmed = confirm_many(conn, jobs).await?;
         Ok(orders.iter().map(|o| confirmed.contains(o)).collect())
     }
 }
@@ -262,7 +270,7 @@ impl Work for Place {
         PLACE_MANY_SQL.as_str()
     }
 
-    async fn run(pool: &PgPool, jobs: Vec<PlaceJob>) -> Result<Vec<Placed>, sqlx::Error> {
+    async fn run(conn: &mut PgConnection, jobs: Vec<PlaceJob>) -> Result<Vec<Placed>, sqlx::Error> {
         let mut events = OutboxRows::default();
         let mut event_orders: Vec<Uuid> = Vec::new();
         let mut orders = Vec::with_capacity(jobs.len());
@@ -314,7 +322,11 @@ impl Work for Place {
             )
             .bind(orders.iter().map(|o| o.hold_id).collect::<Vec<_>>())
             .bind(orders.iter().map(|o| o.expires_at).collect::<Vec<_>>());
-        let rows = events.bind(q).bind(event_orders).fetch_all(pool).await?;
+        let rows = events
+            .bind(q)
+            .bind(event_orders)
+            .fetch_all(&mut *conn)
+            .await?;
         let mut done = HashMap::with_capacity(rows.len());
         for r in &rows {
             let placed = Placed {

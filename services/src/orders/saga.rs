@@ -18,6 +18,7 @@ use sqlx::{Connection, PgConnection, Row};
 use uuid::Uuid;
 
 use crate::app::AppState;
+use crate::batch::Unbatched;
 use crate::cart::{self, store::Cart};
 use crate::http::{FieldError, Problem};
 use crate::inventory::store::{self as inventory, Hold, InventoryError};
@@ -428,8 +429,9 @@ pub async fn checkout(
     };
     let reserved = match (&hold, lines.as_slice()) {
         (Some(hold), [line]) => {
-            // With the other checkouts waiting (crate::orders::batch); alone when that batch
-            // failed. The connection goes back first: the batch takes one from the pool.
+            // With the other checkouts waiting (crate::orders::batch); alone when the database
+            // refused that batch (nothing of it was written). The connection goes back first:
+            // the batch has its own.
             drop(conn);
             let placer = app
                 .placer
@@ -458,7 +460,13 @@ pub async fn checkout(
                 .await;
             let (placed, held) = match batched {
                 Ok(p) => (p.placed, p.held),
-                Err(()) => {
+                Err(Unbatched::Unknown) => {
+                    // The order may have been placed: a retry under the same key finds it.
+                    return Err(Problem::internal(format!(
+                        "placing order {order_id} has an unknown outcome (the database connection failed); retry with the same Idempotency-Key"
+                    )));
+                }
+                Err(Unbatched::Refused) => {
                     let mut conn = app.pool.acquire().await?;
                     placed_and_held(&place_alone()?.fetch_one(&mut *conn).await?)?
                 }
@@ -590,7 +598,8 @@ pub async fn checkout(
         ))?;
         Ok(events)
     };
-    // With the other checkouts waiting (crate::orders::batch); alone when that batch failed.
+    // With the other checkouts waiting (crate::orders::batch); alone when the database
+    // refused that batch (nothing of it was written).
     let confirmer = app
         .confirmer
         .get_or_init(|| crate::orders::batch::Confirmer::start(app.pool.clone()));
@@ -604,8 +613,15 @@ pub async fn checkout(
         .await;
     let mut attempt = 0;
     let confirmed = loop {
-        if let Ok(done) = batched {
-            break Ok(i64::from(done));
+        match batched {
+            Ok(done) => break Ok(i64::from(done)),
+            Err(Unbatched::Unknown) => {
+                break Err(sqlx::Error::Protocol(
+                    "the shared confirmation's outcome is unknown (the database connection failed)"
+                        .into(),
+                ));
+            }
+            Err(Unbatched::Refused) => {}
         }
         attempt += 1;
         let events = confirm_events()?;

@@ -397,10 +397,10 @@ async fn concurrent_adds_to_cart_share_statements_and_a_refused_add_fails_alone(
     let (_, vendor) = app.quick_user("vendor").await;
     let a = product(&app, &vendor, "ADD-A", 1000, 10, 100).await;
     let b = product(&app, &vendor, "ADD-B", 500, 10, 100).await;
-    let (_, u1) = app.quick_user("customer").await;
-    let (_, u2) = app.quick_user("customer").await;
+    let (u1_id, u1) = app.quick_user("customer").await;
+    let (u2_id, u2) = app.quick_user("customer").await;
     let (_, u3) = app.quick_user("customer").await;
-    let (_, u4) = app.quick_user("customer").await;
+    let (u4_id, u4) = app.quick_user("customer").await;
     add_to_cart(&app, &u1, &b, 1).await;
     add_to_cart(&app, &u4, &b, 99).await;
     let before = app.state.cart_adder.get().unwrap().stats();
@@ -454,12 +454,14 @@ async fn concurrent_adds_to_cart_share_statements_and_a_refused_add_fails_alone(
         let now = app.call(Method::GET, "/v1/cart", None, Some(token)).await;
         assert_eq!(now.json, answers[i].1);
     }
-    // One event per add made, each with its product's SKU and price; none for the refused.
-    let added: Vec<(String, u32, i64)> = decoded(&app, "cart.item_added.v1")
+    // One event per add made, each for its cart with its product's SKU and price; none for
+    // the refused. u2's and u1's adds of A shared a statement.
+    let added: Vec<(Uuid, String, u32, i64)> = decoded(&app, "cart.item_added.v1")
         .await
         .into_iter()
         .map(|e| match e {
             events::Event::CartItemAdded(a) => (
+                a.cart_id,
                 a.sku.as_str().to_owned(),
                 a.quantity.get(),
                 a.unit_price.amount_minor,
@@ -467,16 +469,16 @@ async fn concurrent_adds_to_cart_share_statements_and_a_refused_add_fails_alone(
             other => panic!("not an add: {other:?}"),
         })
         .collect();
-    let e = |sku: &str, q: u32, price: i64| (sku.to_owned(), q, price);
+    let e = |cart: Uuid, sku: &str, q: u32, price: i64| (cart, sku.to_owned(), q, price);
     assert_eq!(
         added,
         [
-            e("ADD-B", 1, 500),
-            e("ADD-B", 99, 500),
-            e("ADD-A", 2, 1000),
-            e("ADD-A", 1, 1000),
-            e("ADD-A", 1, 1000),
-            e("ADD-B", 1, 500)
+            e(u1_id, "ADD-B", 1, 500),
+            e(u4_id, "ADD-B", 99, 500),
+            e(u1_id, "ADD-A", 2, 1000),
+            e(u2_id, "ADD-A", 1, 1000),
+            e(u1_id, "ADD-A", 1, 1000),
+            e(u2_id, "ADD-B", 1, 500)
         ]
     );
 
@@ -898,8 +900,8 @@ fn spawn_request(
 }
 
 /// Sends the first of `requests` and holds its batch's statement on a SHARE lock of `table`
-/// until the others are queued behind it in `batcher`, then lets them all go. The answers
-/// come in the requests' order.
+/// until the others are queued behind it in `batcher`, in their order, then lets them all go.
+/// The answers come in the requests' order.
 async fn requests_queued_behind<W: services::batch::Work>(
     app: &TestApp,
     table: &str,
@@ -907,7 +909,6 @@ async fn requests_queued_behind<W: services::batch::Work>(
     requests: Vec<axum::http::Request<axum::body::Body>>,
 ) -> Vec<(StatusCode, Value)> {
     let before = batcher.get().map_or(0, |b| b.stats().submitted);
-    let n = requests.len() as u64;
     let mut lock = app.pool.begin().await.unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "LOCK TABLE {table} IN SHARE MODE"
@@ -919,10 +920,11 @@ async fn requests_queued_behind<W: services::batch::Work>(
     let mut tasks = vec![spawn_request(app, requests.next().unwrap())];
     a_write_waits_on(app, table).await;
     batcher_queued(batcher, before + 1).await;
-    for req in requests {
+    // One at a time, so that they queue in the order given.
+    for (i, req) in requests.enumerate() {
         tasks.push(spawn_request(app, req));
+        batcher_queued(batcher, before + 2 + i as u64).await;
     }
-    batcher_queued(batcher, before + n).await;
     lock.rollback().await.unwrap();
     let mut answers = Vec::new();
     for task in tasks {
