@@ -61,10 +61,11 @@ pub struct DatabaseConfig {
     /// PostgreSQL URL; the local stack's private cluster by default.
     pub url: String,
     /// Pool size per process (the services' shared statements and the session cache's
-    /// listener each hold one more connection of their own). Connections beyond what the database's cores can serve at
-    /// once queue inside PostgreSQL instead of the pool, where they cost context switches
-    /// and lock contention: on two cores, checkouts ran ~7 % faster with 16 than with 32
-    /// and ~15 % faster than with 64 (`shopstream bench checkout --db-connections N`).
+    /// listener each hold one more connection of their own). Connections beyond what the
+    /// database's cores can serve at once queue inside PostgreSQL instead of the pool, where
+    /// they cost context switches and lock contention: on two cores, checkouts ran ~7 %
+    /// faster with 16 than with 32 and ~15 % faster than with 64
+    /// (`shopstream bench checkout --db-connections N`).
     pub max_connections: u32,
 }
 

@@ -9,7 +9,7 @@
 //! deadlock) wrote nothing: each of its jobs is answered [`Unbatched::Refused`] and then runs
 //! alone through its single statement, getting its own answer. A statement whose outcome is
 //! unknown (the connection failed, or its answer could not be read) is never run again:
-//! [`Unbatched::Unknown`]. The kinds: the checkout's read, placing and confirmation
+//! [`Unbatched::Unknown`]. The kinds: the checkout's placing and confirmation
 //! (`orders::batch`) and the add to cart (`cart::batch`).
 
 use std::collections::{HashSet, VecDeque};
@@ -58,16 +58,23 @@ struct Pending<W: Work> {
     reply: oneshot::Sender<Result<W::Out, Unbatched>>,
 }
 
+/// One parameter array of a statement for many jobs: `field` of each of `rows`.
+pub(crate) fn column<'a, T, U>(rows: &'a [T], field: impl Fn(&'a T) -> U) -> Vec<U> {
+    rows.iter().map(field).collect()
+}
+
 /// The rows of a statement that reads for `jobs` jobs, split by job: each row's `job` column
 /// numbers its job from 1, and the rows come ordered by it; every job has at least one row.
-pub fn rows_by_job(rows: Vec<PgRow>, jobs: usize) -> Result<Vec<Vec<PgRow>>, sqlx::Error> {
+pub(crate) fn rows_by_job(rows: Vec<PgRow>, jobs: usize) -> Result<Vec<Vec<PgRow>>, sqlx::Error> {
     let mut split: Vec<Vec<PgRow>> = (0..jobs).map(|_| Vec::new()).collect();
+    let mut last = 0;
     for row in rows {
         let job: i64 = row.try_get("job")?;
         let at = usize::try_from(job - 1)
             .ok()
-            .filter(|&at| at < jobs && split[at + 1..].iter().all(Vec::is_empty))
+            .filter(|&at| at < jobs && at >= last)
             .ok_or_else(|| sqlx::Error::Protocol(format!("a row of job {job} out of order")))?;
+        last = at;
         split[at].push(row);
     }
     if let Some(at) = split.iter().position(Vec::is_empty) {
@@ -86,7 +93,8 @@ pub struct BatchStats {
     pub submitted: u64,
     /// Statements it ran.
     pub batches: u64,
-    /// Statements that failed (their jobs were then run one by one).
+    /// Statements that failed (their jobs were then run alone, unless the outcome was
+    /// unknown).
     pub failed_batches: u64,
     /// Most jobs in one statement.
     pub largest: u64,

@@ -15,7 +15,7 @@ use sqlx::Row;
 use sqlx::postgres::PgConnection;
 use uuid::Uuid;
 
-use crate::batch::{Batcher, Work};
+use crate::batch::{Batcher, Work, column};
 use crate::inventory::store as inventory;
 use crate::payments::store::PaymentRow;
 use crate::shipping::store::{CARRIER, ShipmentRow};
@@ -87,62 +87,6 @@ static CONFIRM_MANY_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Confirms `jobs` (no two sharing a SKU) in one statement; returns the orders confirmed.
-async fn confirm_many(
-    conn: &mut PgConnection,
-    jobs: Vec<ConfirmJob>,
-) -> Result<HashSet<Uuid>, sqlx::Error> {
-    let mut events = OutboxRows::default();
-    let mut event_orders: Vec<Uuid> = Vec::new();
-    let (mut pays, mut ships) = (Vec::new(), Vec::new());
-    for job in jobs {
-        event_orders.extend(std::iter::repeat_n(job.payment.order_id, job.events.len()));
-        events.append(job.events);
-        pays.push(job.payment);
-        ships.push(job.shipment);
-    }
-    let q = sqlx::query(sqlx::AssertSqlSafe(CONFIRM_MANY_SQL.as_str()))
-        .bind(pays.iter().map(|p| p.order_id).collect::<Vec<_>>())
-        .bind(pays.iter().map(|p| p.customer_id).collect::<Vec<_>>())
-        .bind(pays.iter().map(|p| p.id).collect::<Vec<_>>())
-        .bind(pays.iter().map(|p| p.amount_minor).collect::<Vec<_>>())
-        .bind(pays.iter().map(|p| p.currency.as_str()).collect::<Vec<_>>())
-        .bind(
-            pays.iter()
-                .map(|p| p.fingerprint.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            pays.iter()
-                .map(|p| p.auth_code.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(ships.iter().map(|s| s.id).collect::<Vec<_>>())
-        .bind(ships.iter().map(|s| s.country.as_str()).collect::<Vec<_>>())
-        .bind(ships.iter().map(|s| s.zone).collect::<Vec<_>>())
-        .bind(ships.iter().map(|s| s.weight_grams).collect::<Vec<_>>())
-        .bind(ships.iter().map(|s| s.cost_minor).collect::<Vec<_>>())
-        .bind(
-            ships
-                .iter()
-                .map(|s| s.currency.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            ships
-                .iter()
-                .map(|s| s.tracking_number.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(CARRIER);
-    let rows = events
-        .bind(q)
-        .bind(event_orders)
-        .fetch_all(&mut *conn)
-        .await?;
-    rows.iter().map(|r| r.try_get::<Uuid, _>(0)).collect()
-}
-
 /// Confirmations ([`CONFIRM_MANY_SQL`]): each answers whether its order was confirmed
 /// (false: it has a payment already, nothing was written).
 pub struct Confirm;
@@ -161,9 +105,44 @@ impl Work for Confirm {
     }
 
     async fn run(conn: &mut PgConnection, jobs: Vec<ConfirmJob>) -> Result<Vec<bool>, sqlx::Error> {
-        let orders: Vec<Uuid> = jobs.iter().map(|j| j.payment.order_id).collect();
-        let confirmed = confirm_many(conn, jobs).await?;
-        Ok(orders.iter().map(|o| confirmed.contains(o)).collect())
+        let mut events = OutboxRows::default();
+        let mut event_orders: Vec<Uuid> = Vec::new();
+        let (mut pays, mut ships) = (Vec::new(), Vec::new());
+        for job in jobs {
+            event_orders.extend(std::iter::repeat_n(job.payment.order_id, job.events.len()));
+            events.append(job.events);
+            pays.push(job.payment);
+            ships.push(job.shipment);
+        }
+        let q = sqlx::query(sqlx::AssertSqlSafe(Self::sql()))
+            .bind(column(&pays, |p| p.order_id))
+            .bind(column(&pays, |p| p.customer_id))
+            .bind(column(&pays, |p| p.id))
+            .bind(column(&pays, |p| p.amount_minor))
+            .bind(column(&pays, |p| p.currency.as_str()))
+            .bind(column(&pays, |p| p.fingerprint.as_str()))
+            .bind(column(&pays, |p| p.auth_code.as_deref()))
+            .bind(column(&ships, |s| s.id))
+            .bind(column(&ships, |s| s.country.as_str()))
+            .bind(column(&ships, |s| s.zone))
+            .bind(column(&ships, |s| s.weight_grams))
+            .bind(column(&ships, |s| s.cost_minor))
+            .bind(column(&ships, |s| s.currency.as_str()))
+            .bind(column(&ships, |s| s.tracking_number.as_str()))
+            .bind(CARRIER);
+        let rows = events
+            .bind(q)
+            .bind(event_orders)
+            .fetch_all(&mut *conn)
+            .await?;
+        let confirmed = rows
+            .iter()
+            .map(|r| r.try_get::<Uuid, _>(0))
+            .collect::<Result<HashSet<_>, _>>()?;
+        Ok(pays
+            .iter()
+            .map(|p| confirmed.contains(&p.order_id))
+            .collect())
     }
 }
 
@@ -280,48 +259,23 @@ impl Work for Place {
             orders.push(job);
         }
         let q = sqlx::query(sqlx::AssertSqlSafe(Self::sql()))
-            .bind(orders.iter().map(|o| o.order_id).collect::<Vec<_>>())
-            .bind(orders.iter().map(|o| o.customer_id).collect::<Vec<_>>())
-            .bind(
-                orders
-                    .iter()
-                    .map(|o| o.idempotency_key.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                orders
-                    .iter()
-                    .map(|o| o.currency.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(orders.iter().map(|o| o.subtotal_minor).collect::<Vec<_>>())
-            .bind(orders.iter().map(|o| o.shipping_minor).collect::<Vec<_>>())
-            .bind(orders.iter().map(|o| o.total_minor).collect::<Vec<_>>())
-            .bind(
-                orders
-                    .iter()
-                    .map(|o| o.billing_country.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                orders
-                    .iter()
-                    .map(|o| o.shipping_country.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(orders.iter().map(|o| o.discount_minor).collect::<Vec<_>>())
-            .bind(orders.iter().map(|o| o.coupon.clone()).collect::<Vec<_>>())
-            .bind(orders.iter().map(|o| o.product_id).collect::<Vec<_>>())
-            .bind(orders.iter().map(|o| o.sku.as_str()).collect::<Vec<_>>())
-            .bind(orders.iter().map(|o| o.quantity).collect::<Vec<_>>())
-            .bind(
-                orders
-                    .iter()
-                    .map(|o| o.unit_price_minor)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(orders.iter().map(|o| o.hold_id).collect::<Vec<_>>())
-            .bind(orders.iter().map(|o| o.expires_at).collect::<Vec<_>>());
+            .bind(column(&orders, |o| o.order_id))
+            .bind(column(&orders, |o| o.customer_id))
+            .bind(column(&orders, |o| o.idempotency_key.as_str()))
+            .bind(column(&orders, |o| o.currency.as_str()))
+            .bind(column(&orders, |o| o.subtotal_minor))
+            .bind(column(&orders, |o| o.shipping_minor))
+            .bind(column(&orders, |o| o.total_minor))
+            .bind(column(&orders, |o| o.billing_country.as_str()))
+            .bind(column(&orders, |o| o.shipping_country.as_str()))
+            .bind(column(&orders, |o| o.discount_minor))
+            .bind(column(&orders, |o| o.coupon.as_deref()))
+            .bind(column(&orders, |o| o.product_id))
+            .bind(column(&orders, |o| o.sku.as_str()))
+            .bind(column(&orders, |o| o.quantity))
+            .bind(column(&orders, |o| o.unit_price_minor))
+            .bind(column(&orders, |o| o.hold_id))
+            .bind(column(&orders, |o| o.expires_at));
         let rows = events
             .bind(q)
             .bind(event_orders)

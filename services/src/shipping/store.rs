@@ -153,7 +153,7 @@ impl NewShipment {
         )
     }
 
-    /// The row [`NewShipment::bind`] writes, as values (for statements that write many
+    /// The row [`NewShipment::bind`] writes, as values (also for statements that write many
     /// shipments from arrays).
     pub fn row(&self) -> ShipmentRow {
         ShipmentRow {
@@ -174,16 +174,17 @@ impl NewShipment {
         &self,
         q: sqlx::query::Query<'q, Postgres, PgArguments>,
     ) -> sqlx::query::Query<'q, Postgres, PgArguments> {
-        q.bind(self.id)
-            .bind(self.order_id)
-            .bind(self.customer_id)
+        let row = self.row();
+        q.bind(row.id)
+            .bind(row.order_id)
+            .bind(row.customer_id)
             .bind(CARRIER)
-            .bind(self.country.as_str().to_owned())
-            .bind(i16::from(self.quote.zone))
-            .bind(self.weight_grams as i32)
-            .bind(self.quote.cost.amount_minor)
-            .bind(self.quote.cost.currency.as_str())
-            .bind(tracking_number(self.id))
+            .bind(row.country)
+            .bind(row.zone)
+            .bind(row.weight_grams)
+            .bind(row.cost_minor)
+            .bind(row.currency)
+            .bind(row.tracking_number)
     }
 }
 
