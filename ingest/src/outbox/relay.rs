@@ -5,7 +5,7 @@
 //! follow commit order) and the leader publishes in seq order with one idempotent producer.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use events::{Topic, TopicNames};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -24,6 +24,12 @@ pub struct RelayConfig {
     pub batch: i64,
     /// Pause when nothing is pending.
     pub idle: Duration,
+    /// Least time from one read to the next after a batch that was not full. Rows written
+    /// meanwhile wait for the next read, so under load each read, delete and Kafka request
+    /// carries more rows: fewer, larger batches cost the database and the broker less per
+    /// event. A full batch is followed at once by the next (a backlog is drained as fast as
+    /// it can be). An event reaches Kafka at most this much later than without the pause.
+    pub interval: Duration,
 }
 
 impl Default for RelayConfig {
@@ -31,6 +37,20 @@ impl Default for RelayConfig {
         RelayConfig {
             batch: 1000,
             idle: Duration::from_millis(20),
+            interval: Duration::from_millis(50),
+        }
+    }
+}
+
+impl RelayConfig {
+    /// How long to wait before the next read, after a batch of `rows` that took `took`.
+    pub fn pause(&self, rows: usize, took: Duration) -> Duration {
+        if rows == 0 {
+            self.idle
+        } else if (rows as i64) < self.batch {
+            self.interval.saturating_sub(took)
+        } else {
+            Duration::ZERO
         }
     }
 }
@@ -159,17 +179,54 @@ impl Relay {
             conn = self.acquire_leadership() => conn?,
         };
         while (&mut shutdown).now_or_never().is_none() {
+            let started = Instant::now();
             let published = self.publish_pending().await?;
             self.delete_published(&published).await?;
-            if published.seqs.is_empty() {
-                tokio::time::sleep(self.cfg.idle).await;
-            } else {
+            let rows = published.seqs.len();
+            if rows > 0 {
                 stats.batches += 1;
-                stats.published += published.seqs.len() as u64;
-                metrics::counter!("shopstream_outbox_published_total")
-                    .increment(published.seqs.len() as u64);
+                stats.published += rows as u64;
+                metrics::counter!("shopstream_outbox_published_total").increment(rows as u64);
+            }
+            let pause = self.cfg.pause(rows, started.elapsed());
+            if !pause.is_zero() {
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = tokio::time::sleep(pause) => {}
+                }
             }
         }
         Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partial_batch_waits_out_the_interval_a_full_one_does_not_wait() {
+        let cfg = RelayConfig {
+            batch: 100,
+            idle: Duration::from_millis(20),
+            interval: Duration::from_millis(50),
+        };
+        let ms = Duration::from_millis;
+        assert_eq!(cfg.pause(0, ms(3)), ms(20), "nothing pending: idle");
+        assert_eq!(
+            cfg.pause(40, ms(12)),
+            ms(38),
+            "partial: the rest of the interval"
+        );
+        assert_eq!(
+            cfg.pause(99, ms(80)),
+            Duration::ZERO,
+            "partial but slow: at once"
+        );
+        assert_eq!(
+            cfg.pause(100, ms(1)),
+            Duration::ZERO,
+            "full: a backlog, at once"
+        );
     }
 }
