@@ -38,6 +38,8 @@ pub enum TokenError {
 pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// What an access token must satisfy, built once (it holds sets of claim names).
+    validation: Validation,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
 }
@@ -47,6 +49,12 @@ impl TokenKeys {
         TokenKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
+            validation: {
+                let mut v = Validation::new(Algorithm::HS256);
+                v.set_issuer(&[ISSUER]);
+                v.leeway = 0;
+                v
+            },
             access_ttl,
             refresh_ttl,
         }
@@ -68,10 +76,7 @@ impl TokenKeys {
     }
 
     pub fn verify_access(&self, token: &str) -> Result<Claims, TokenError> {
-        let mut v = Validation::new(Algorithm::HS256);
-        v.set_issuer(&[ISSUER]);
-        v.leeway = 0;
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &v)
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|d| d.claims)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,

@@ -9,7 +9,8 @@ use events::domain::users::Role;
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::auth::tokens::TokenError;
+use crate::auth::tokens::{Claims, TokenError};
+use crate::http::layers::VerifiedClaims;
 use crate::http::problem::Problem;
 
 /// The caller, from a valid access token of a live session.
@@ -46,6 +47,10 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
         let app = AppState::from_ref(state);
+        // Checked by the rate-limit layer already (every `/v1` route is behind it).
+        if let Some(VerifiedClaims(claims)) = parts.extensions.remove::<VerifiedClaims>() {
+            return authorize(&app, claims).await;
+        }
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -63,6 +68,11 @@ pub async fn authenticate(app: &AppState, token: &str) -> Result<AuthUser, Probl
         TokenError::Expired => Problem::unauthorized("access token expired"),
         TokenError::Invalid => Problem::unauthorized("invalid access token"),
     })?;
+    authorize(app, claims).await
+}
+
+/// The user of verified `claims`, if their session is not revoked.
+async fn authorize(app: &AppState, claims: Claims) -> Result<AuthUser, Problem> {
     if !app.sessions.is_live(claims.sid) {
         let generation = app.sessions.generation();
         let live: Option<bool> =

@@ -11,6 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
+use crate::auth::tokens::Claims;
 use crate::http::extract::ClientIp;
 use crate::http::problem::Problem;
 
@@ -59,10 +60,15 @@ pub struct Limits {
     pub per_user: RateLimiter,
 }
 
+/// The claims of the request's bearer token, put in the request's extensions by
+/// [`rate_limit`] once their signature, issuer and expiry are checked.
+#[derive(Clone)]
+pub struct VerifiedClaims(pub Claims);
+
 pub async fn rate_limit(
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
     let limits: &Arc<Limits> = &app.limits;
@@ -77,11 +83,13 @@ pub async fn rate_limit(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .and_then(|t| app.tokens.verify_access(t).ok());
-    if let Some(claims) = user
-        && let Err(wait) = limits.per_user.take(&claims.sub.to_string())
-    {
-        metrics::counter!("shopstream_http_rate_limited_total", "by" => "user").increment(1);
-        return Problem::too_many_requests(wait).into_response();
+    if let Some(claims) = user {
+        if let Err(wait) = limits.per_user.take(&claims.sub.to_string()) {
+            metrics::counter!("shopstream_http_rate_limited_total", "by" => "user").increment(1);
+            return Problem::too_many_requests(wait).into_response();
+        }
+        // The route's `AuthUser` takes these instead of checking the signature again.
+        req.extensions_mut().insert(VerifiedClaims(claims));
     }
     next.run(req).await
 }
