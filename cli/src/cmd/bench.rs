@@ -193,6 +193,10 @@ where
 
 /// `concurrency` clients checking out for `secs` seconds: each adds a random product to a
 /// buyer's cart and checks it out, taking its buyers round-robin so no two share a cart.
+///
+/// The clients share the machine with what they measure, so they spend little: the URLs are
+/// parsed once, the checkout's body is serialised once, and of each answer only `status` is
+/// read (it must be `confirmed`).
 async fn checkout_load(
     client: &reqwest::Client,
     base: &str,
@@ -201,23 +205,42 @@ async fn checkout_load(
     concurrency: usize,
     secs: u64,
 ) -> anyhow::Result<Stats> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        status: String,
+    }
+    let add_url = reqwest::Url::parse(&format!("{base}/v1/cart/items"))?;
+    let checkout_url = reqwest::Url::parse(&format!("{base}/v1/checkout"))?;
+    let checkout_body = json!({
+        "card_number": "4242424242424242", "billing_country": "DE", "shipping_country": "DE"
+    })
+    .to_string();
     let deadline = Instant::now() + Duration::from_secs(secs);
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency)
         .map(|w| {
-            let (client, base, products) = (client.clone(), base.to_owned(), products.clone());
-            let mine: Vec<String> = buyer_tokens.iter().skip(w).step_by(concurrency).cloned().collect();
+            let (client, products) = (client.clone(), products.clone());
+            let (add_url, checkout_url, checkout_body) =
+                (add_url.clone(), checkout_url.clone(), checkout_body.clone());
+            let mine: Vec<String> = buyer_tokens
+                .iter()
+                .skip(w)
+                .step_by(concurrency)
+                .map(|t| format!("Bearer {t}"))
+                .collect();
             tokio::spawn(async move {
                 let mut lat = Vec::new();
                 let mut errors = 0usize;
-                for token in mine.iter().cycle() {
+                for auth in mine.iter().cycle() {
                     if Instant::now() >= deadline {
                         break;
                     }
+                    let product = products[rand::random_range(0..products.len())];
                     let add = client
-                        .post(format!("{base}/v1/cart/items"))
-                        .bearer_auth(token)
-                        .json(&json!({"product_id": products[rand::random_range(0..products.len())], "quantity": 1}))
+                        .post(add_url.clone())
+                        .header(reqwest::header::AUTHORIZATION, auth)
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(format!(r#"{{"product_id":"{product}","quantity":1}}"#))
                         .send()
                         .await;
                     if !add.is_ok_and(|r| r.status().is_success()) {
@@ -226,17 +249,18 @@ async fn checkout_load(
                     }
                     let t = Instant::now();
                     let r = client
-                        .post(format!("{base}/v1/checkout"))
-                        .bearer_auth(token)
+                        .post(checkout_url.clone())
+                        .header(reqwest::header::AUTHORIZATION, auth)
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
                         .header("idempotency-key", Uuid::now_v7().to_string())
-                        .json(&json!({"card_number": "4242424242424242", "billing_country": "DE", "shipping_country": "DE"}))
+                        .body(checkout_body.clone())
                         .send()
                         .await;
                     let ok = match r {
                         Ok(r) if r.status().is_success() => r
-                            .json::<serde_json::Value>()
+                            .json::<Answer>()
                             .await
-                            .is_ok_and(|v| v["status"] == "confirmed"),
+                            .is_ok_and(|a| a.status == "confirmed"),
                         _ => false,
                     };
                     if ok {
