@@ -432,7 +432,8 @@ async fn bench(cfg: &Config, args: &CheckoutArgs) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     server.await??;
     // Published rows leave the outbox, so the relay's own count says how many went.
-    let published = relay_task.await??.published;
+    let relayed = relay_task.await??;
+    let published = relayed.published;
 
     let rate = |s: &Stats| s.count as f64 / s.elapsed.as_secs_f64();
     println!(
@@ -456,9 +457,11 @@ async fn bench(cfg: &Config, args: &CheckoutArgs) -> anyhow::Result<()> {
         get.errors
     );
     println!(
-        "outbox: {published} events of {} measured checkouts (and the warm-up's) in Kafka {:.2} s after the load ended",
+        "outbox: {published} events of {} measured checkouts (and the warm-up's) in Kafka {:.2} s after the load ended, in {} relay batches ({:.0} events per batch)",
         checkout.count,
-        drain.as_secs_f64()
+        drain.as_secs_f64(),
+        relayed.batches,
+        published as f64 / relayed.batches.max(1) as f64
     );
     if let Some(cpu) = cpu {
         println!("{cpu}");

@@ -186,6 +186,10 @@ async fn a_relay_killed_between_publish_and_delete_loses_nothing(pool: PgPool) {
     stop_tx.send(()).unwrap();
     let stats = runner.await.unwrap().unwrap();
     assert_eq!(stats.published, 140);
+    assert_eq!(
+        stats.batches, 3,
+        "60 + 60 + 20: full batches are read back to back"
+    );
 
     let consumer = DurableConsumer::new(
         &k.cfg,
@@ -271,4 +275,46 @@ async fn a_row_with_malformed_headers_stops_the_relay_naming_it_and_stays(pool: 
     }
     assert_eq!(pending_count(&mut conn).await.unwrap(), 1, "the row stays");
     k.cleanup().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn events_written_during_the_interval_wait_for_one_read(pool: PgPool) {
+    setup(&pool).await;
+    let k = TestKafka::new().await;
+    write_orders(&pool, 1, 1).await;
+    let relay = Relay::new(
+        pool.clone(),
+        EventProducer::new(&k.cfg).unwrap(),
+        RelayConfig {
+            interval: Duration::from_secs(2),
+            ..RelayConfig::default()
+        },
+    );
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(async move {
+        relay
+            .run(async {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    // Five more events 100 ms apart, while the relay waits out the interval after reading
+    // the first alone. Without the interval (a read every 20 ms when idle) each would be
+    // a read of its own.
+    let mut conn = pool.acquire().await.unwrap();
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        write_orders(&pool, 1, 1).await;
+    }
+    for _ in 0..300 {
+        if pending_count(&mut conn).await.unwrap() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(pending_count(&mut conn).await.unwrap(), 0);
+    stop_tx.send(()).unwrap();
+    let stats = runner.await.unwrap().unwrap();
+    assert_eq!(stats.published, 6);
+    assert!(stats.batches <= 2, "{} reads for 6 events", stats.batches);
 }

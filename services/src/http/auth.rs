@@ -47,7 +47,8 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
         let app = AppState::from_ref(state);
-        // Checked by the rate-limit layer already (every `/v1` route is behind it).
+        // Checked by the rate-limit layer already (every `/v1` route is behind it); without
+        // the layer, the token is checked here.
         if let Some(VerifiedClaims(claims)) = parts.extensions.remove::<VerifiedClaims>() {
             return authorize(&app, claims).await;
         }

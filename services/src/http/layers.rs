@@ -61,9 +61,11 @@ pub struct Limits {
 }
 
 /// The claims of the request's bearer token, put in the request's extensions by
-/// [`rate_limit`] once their signature, issuer and expiry are checked.
+/// [`rate_limit`] once their signature, issuer and expiry are checked. Nothing else may
+/// make one (`AuthUser` trusts it without checking the signature), so it cannot be named
+/// outside this crate.
 #[derive(Clone)]
-pub struct VerifiedClaims(pub Claims);
+pub(crate) struct VerifiedClaims(pub(crate) Claims);
 
 pub async fn rate_limit(
     State(app): State<AppState>,
