@@ -55,6 +55,9 @@ static ADD_MANY_SQL: LazyLock<String> = LazyLock::new(|| {
             INSERT INTO carts.items (user_id, product_id, sku, quantity)
             SELECT j.user_id, product.id, product.sku, j.quantity
             FROM jobs j JOIN product USING (user_id)
+            -- Lines are locked in cart order, so two add statements (of two processes) never
+            -- wait on each other's carts in opposite orders.
+            ORDER BY j.user_id
             ON CONFLICT (user_id, product_id) DO UPDATE SET quantity = carts.items.quantity + EXCLUDED.quantity
             RETURNING user_id, product_id, quantity, added_at),
          events AS ({event})

@@ -90,3 +90,25 @@ async fn shared_statements_read_tables_by_key_on_a_batcher_connection(pool: PgPo
     keyed_on_a_batcher_connection::<services::orders::batch::Place>(&app.pool).await;
     keyed_on_a_batcher_connection::<services::orders::batch::Confirm>(&app.pool).await;
 }
+
+/// An add statement inserts (and so locks) cart lines sorted by cart, so two of them, in two
+/// processes, cannot deadlock on two carts taken in opposite orders.
+#[sqlx::test(migrations = false)]
+async fn shared_adds_lock_cart_lines_in_cart_order(pool: PgPool) {
+    let app = TestApp::new(pool).await;
+    let plan = generic_plan::<services::cart::batch::Add>(&app.pool, &SESSION).await;
+    let insert = plan
+        .find("Insert on items")
+        .expect("the add inserts cart lines");
+    let sort = plan[insert..]
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.contains("CTE "))
+        .find(|l| l.contains("Sort Key:"));
+    // The planner names the jobs `j` or `j_<n>`.
+    let key = sort.map(|l| l.trim().trim_start_matches("Sort Key: "));
+    assert!(
+        key.is_some_and(|k| k.starts_with('j') && k.ends_with(".user_id") && !k.contains(',')),
+        "the lines go in by cart: {key:?} in\n{plan}"
+    );
+}
