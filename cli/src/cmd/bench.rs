@@ -144,7 +144,7 @@ pub async fn run(cfg: &Config, cmd: BenchCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs `f` with a private database and private topics (so a benchmark neither reads nor
-/// pollutes real data), both removed afterwards.
+/// pollutes real data), both removed afterwards, also when the run is interrupted.
 async fn private<F, Fut>(cfg: &Config, f: F) -> anyhow::Result<ExitCode>
 where
     F: FnOnce(Config) -> Fut,
@@ -165,7 +165,14 @@ where
         .context("database url has no name")?;
     bench_cfg.database.url = format!("{root}/{name}");
     bench_cfg.kafka.topic_prefix = format!("{name}.");
-    let result = f(bench_cfg.clone()).await;
+    // Ctrl-C or SIGTERM stops the benchmark, and its database and topics still go.
+    let result = tokio::select! {
+        r = f(bench_cfg.clone()) => r,
+        _ = crate::cmd::lifecycle::wait_for_signal(None) => {
+            eprintln!("interrupted: removing the benchmark's database and topics");
+            Err(anyhow::anyhow!("interrupted"))
+        }
+    };
     let topics: Vec<String> = bench_cfg
         .kafka
         .topic_names()

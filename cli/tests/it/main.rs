@@ -1208,3 +1208,60 @@ fn warehouse_sql_admin(env: &[(&str, &str)], sql: &str) -> Vec<serde_json::Value
 }
 
 mod warehouse;
+
+/// Ctrl-C stops `bench checkout` mid-load, and its private database goes with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_checkout_bench_removes_its_database() {
+    use sqlx::Connection;
+    let base = std::env::var("DATABASE_URL").unwrap();
+    let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
+    let benches = async |conn: &mut sqlx::PgConnection| -> Vec<String> {
+        sqlx::query_scalar(r"SELECT datname FROM pg_database WHERE datname LIKE 'bench\_%'")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap()
+    };
+    let before = benches(&mut conn).await;
+    let mut bench = Command::new(env!("CARGO_BIN_EXE_shopstream"));
+    bench
+        .args(["bench", "checkout", "--duration", "120", "--warmup", "0"])
+        .args(["--buyers", "32", "--products", "10", "--get-duration", "1"])
+        .env("SHOPSTREAM_DATABASE_URL", &base)
+        .env("SHOPSTREAM_KAFKA_BROKERS", brokers())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = bench.spawn().unwrap();
+    // Interrupted once its database exists and the load has run a moment.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mine = loop {
+        if let Some(new) = benches(&mut conn)
+            .await
+            .into_iter()
+            .find(|d| !before.contains(d))
+        {
+            break new;
+        }
+        assert!(Instant::now() < deadline, "the bench made no database");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the bench ended by itself"
+    );
+    // SAFETY: a plain kill(2) of the child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("interrupted: removing the benchmark's database"),
+        "{stderr}"
+    );
+    assert!(
+        !benches(&mut conn).await.contains(&mine),
+        "{mine} is still there:\n{stderr}"
+    );
+}
