@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use events::{Topic, TopicNames};
 use rdkafka::message::{Header, OwnedHeaders};
-use sqlx::pool::PoolConnection;
-use sqlx::{PgPool, Postgres, Row};
+use sqlx::{PgConnection, PgPool, Row};
 
 use crate::kafka::EventProducer;
 use crate::outbox::store::OutboxError;
@@ -86,13 +85,15 @@ impl Relay {
     }
 
     /// Waits until this relay holds the leader lock; the lock lives as long as the returned
-    /// connection (a crashed leader's session ends and frees it).
-    pub async fn acquire_leadership(&self) -> Result<PoolConnection<Postgres>, OutboxError> {
-        let mut conn = self.pool.acquire().await?;
+    /// connection (a crashed leader's session ends and frees it). The connection is taken
+    /// out of the pool: dropped, it closes and frees the lock, instead of going back to the
+    /// pool still holding it (a relay restarted in the same process would wait forever).
+    pub async fn acquire_leadership(&self) -> Result<PgConnection, OutboxError> {
+        let mut conn = self.pool.acquire().await?.detach();
         loop {
             let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                 .bind(LEADER_LOCK)
-                .fetch_one(&mut *conn)
+                .fetch_one(&mut conn)
                 .await?;
             if got {
                 tracing::info!("outbox relay is the leader");

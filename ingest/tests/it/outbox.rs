@@ -35,6 +35,40 @@ async fn write_orders(pool: &PgPool, customers: usize, per: usize) -> Vec<Envelo
     written
 }
 
+/// A relay running in a task of its own.
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<ingest::outbox::RelayStats, ingest::outbox::OutboxError>>,
+}
+
+impl Running {
+    fn start(relay: Relay) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            relay
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Running { stop, task }
+    }
+
+    /// Waits (15 s at most) for the outbox to be empty, then stops the relay.
+    async fn drain_and_stop(self, pool: &PgPool) -> ingest::outbox::RelayStats {
+        let mut conn = pool.acquire().await.unwrap();
+        for _ in 0..300 {
+            if pending_count(&mut conn).await.unwrap() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(pending_count(&mut conn).await.unwrap(), 0);
+        self.stop.send(()).unwrap();
+        self.task.await.unwrap().unwrap()
+    }
+}
+
 #[sqlx::test(migrations = false)]
 async fn an_event_exists_exactly_when_its_transaction_commits(pool: PgPool) {
     setup(&pool).await;
@@ -168,23 +202,8 @@ async fn a_relay_killed_between_publish_and_delete_loses_nothing(pool: PgPool) {
 
     // A new relay takes over and drains the outbox.
     let relay = Relay::new(pool.clone(), EventProducer::new(&k.cfg).unwrap(), cfg);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = tokio::spawn(async move {
-        relay
-            .run(async {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
-    for _ in 0..300 {
-        if pending_count(&mut conn).await.unwrap() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(pending_count(&mut conn).await.unwrap(), 0);
-    stop_tx.send(()).unwrap();
-    let stats = runner.await.unwrap().unwrap();
+    let running = Running::start(relay);
+    let stats = running.drain_and_stop(&pool).await;
     assert_eq!(stats.published, 140);
     assert_eq!(
         stats.batches, 3,
@@ -239,7 +258,7 @@ async fn only_one_relay_leads_at_a_time(pool: PgPool) {
         waiting.is_err(),
         "a second relay must not lead while the first does"
     );
-    drop(lead.detach()); // the leader's session ends, as when its process dies
+    drop(lead); // the leader's session ends, as when its process dies
     let took_over = tokio::time::timeout(Duration::from_secs(5), b.acquire_leadership()).await;
     assert!(
         took_over.is_ok(),
@@ -290,31 +309,15 @@ async fn events_written_during_the_interval_wait_for_one_read(pool: PgPool) {
             ..RelayConfig::default()
         },
     );
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = tokio::spawn(async move {
-        relay
-            .run(async {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
+    let running = Running::start(relay);
     // Five more events 100 ms apart, while the relay waits out the interval after reading
     // the first alone. Without the interval (a read every 20 ms when idle) each would be
     // a read of its own.
-    let mut conn = pool.acquire().await.unwrap();
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         write_orders(&pool, 1, 1).await;
     }
-    for _ in 0..300 {
-        if pending_count(&mut conn).await.unwrap() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(pending_count(&mut conn).await.unwrap(), 0);
-    stop_tx.send(()).unwrap();
-    let stats = runner.await.unwrap().unwrap();
+    let stats = running.drain_and_stop(&pool).await;
     assert_eq!(stats.published, 6);
     assert!(stats.batches <= 2, "{} reads for 6 events", stats.batches);
 }
