@@ -58,6 +58,30 @@ struct Pending<W: Work> {
     reply: oneshot::Sender<Result<W::Out, Unbatched>>,
 }
 
+/// The events of many jobs as one statement's outbox parameters, each with its job's key
+/// (`owners`, bound after the events) by which the statement joins it to that job's rows.
+#[derive(Default)]
+pub(crate) struct JobEvents {
+    events: ingest::outbox::OutboxRows,
+    owners: Vec<uuid::Uuid>,
+}
+
+impl JobEvents {
+    /// `events` of the job whose key is `owner`.
+    pub(crate) fn add(&mut self, owner: uuid::Uuid, events: ingest::outbox::OutboxRows) {
+        self.owners.extend(std::iter::repeat_n(owner, events.len()));
+        self.events.append(events);
+    }
+
+    /// Binds the events' columns, then their owners.
+    pub(crate) fn bind<'q>(
+        self,
+        q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        self.events.bind(q).bind(self.owners)
+    }
+}
+
 /// One parameter array of a statement for many jobs: `field` of each of `rows`.
 pub(crate) fn column<'a, T, U>(rows: &'a [T], field: impl Fn(&'a T) -> U) -> Vec<U> {
     rows.iter().map(field).collect()

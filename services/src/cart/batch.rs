@@ -9,7 +9,7 @@ use sqlx::Row;
 use sqlx::postgres::PgConnection;
 use uuid::Uuid;
 
-use crate::batch::{Batcher, Work};
+use crate::batch::{Batcher, JobEvents, Work};
 use crate::cart::store::{self, Cart, CartError};
 
 /// The process's batcher of adds to cart.
@@ -101,12 +101,10 @@ impl Work for Add {
         conn: &mut PgConnection,
         jobs: Vec<AddJob>,
     ) -> Result<Vec<Self::Out>, sqlx::Error> {
-        let mut events = OutboxRows::default();
-        let mut event_carts: Vec<Uuid> = Vec::new();
+        let mut events = JobEvents::default();
         let (mut users, mut products, mut quantities) = (Vec::new(), Vec::new(), Vec::new());
         for job in jobs {
-            event_carts.extend(std::iter::repeat_n(job.user_id, job.events.len()));
-            events.append(job.events);
+            events.add(job.user_id, job.events);
             users.push(job.user_id);
             products.push(job.product_id);
             quantities.push(job.quantity);
@@ -116,11 +114,7 @@ impl Work for Add {
             .bind(products)
             .bind(quantities)
             .bind(None::<String>);
-        let rows = events
-            .bind(q)
-            .bind(event_carts)
-            .fetch_all(&mut *conn)
-            .await?;
+        let rows = events.bind(q).fetch_all(&mut *conn).await?;
         crate::batch::rows_by_job(rows, users.len())?
             .into_iter()
             .map(|mine| {

@@ -15,7 +15,7 @@ use sqlx::Row;
 use sqlx::postgres::PgConnection;
 use uuid::Uuid;
 
-use crate::batch::{Batcher, Work, column};
+use crate::batch::{Batcher, JobEvents, Work, column};
 use crate::inventory::store as inventory;
 use crate::payments::store::PaymentRow;
 use crate::shipping::store::{CARRIER, ShipmentRow};
@@ -105,12 +105,10 @@ impl Work for Confirm {
     }
 
     async fn run(conn: &mut PgConnection, jobs: Vec<ConfirmJob>) -> Result<Vec<bool>, sqlx::Error> {
-        let mut events = OutboxRows::default();
-        let mut event_orders: Vec<Uuid> = Vec::new();
+        let mut events = JobEvents::default();
         let (mut pays, mut ships) = (Vec::new(), Vec::new());
         for job in jobs {
-            event_orders.extend(std::iter::repeat_n(job.payment.order_id, job.events.len()));
-            events.append(job.events);
+            events.add(job.payment.order_id, job.events);
             pays.push(job.payment);
             ships.push(job.shipment);
         }
@@ -130,11 +128,7 @@ impl Work for Confirm {
             .bind(column(&ships, |s| s.currency.as_str()))
             .bind(column(&ships, |s| s.tracking_number.as_str()))
             .bind(CARRIER);
-        let rows = events
-            .bind(q)
-            .bind(event_orders)
-            .fetch_all(&mut *conn)
-            .await?;
+        let rows = events.bind(q).fetch_all(&mut *conn).await?;
         let confirmed = rows
             .iter()
             .map(|r| r.try_get::<Uuid, _>(0))
@@ -250,12 +244,10 @@ impl Work for Place {
     }
 
     async fn run(conn: &mut PgConnection, jobs: Vec<PlaceJob>) -> Result<Vec<Placed>, sqlx::Error> {
-        let mut events = OutboxRows::default();
-        let mut event_orders: Vec<Uuid> = Vec::new();
+        let mut events = JobEvents::default();
         let mut orders = Vec::with_capacity(jobs.len());
         for mut job in jobs {
-            event_orders.extend(std::iter::repeat_n(job.order_id, job.events.len()));
-            events.append(std::mem::take(&mut job.events));
+            events.add(job.order_id, std::mem::take(&mut job.events));
             orders.push(job);
         }
         let q = sqlx::query(sqlx::AssertSqlSafe(Self::sql()))
@@ -276,11 +268,7 @@ impl Work for Place {
             .bind(column(&orders, |o| o.unit_price_minor))
             .bind(column(&orders, |o| o.hold_id))
             .bind(column(&orders, |o| o.expires_at));
-        let rows = events
-            .bind(q)
-            .bind(event_orders)
-            .fetch_all(&mut *conn)
-            .await?;
+        let rows = events.bind(q).fetch_all(&mut *conn).await?;
         let mut done = HashMap::with_capacity(rows.len());
         for r in &rows {
             let placed = Placed {
