@@ -109,7 +109,9 @@ pub struct AppState {
     pub gateway: Arc<Gateway>,
     pub limits: Arc<Limits>,
     pub product_cache: Arc<ProductCache>,
-    /// The checkout's batchers of placings and confirmations, started on first use.
+    /// The checkout's batchers of opening reads, placings and confirmations, started on
+    /// first use.
+    pub starter: Arc<std::sync::OnceLock<crate::orders::batch::Starter>>,
     pub placer: Arc<std::sync::OnceLock<crate::orders::batch::Placer>>,
     pub confirmer: Arc<std::sync::OnceLock<crate::orders::batch::Confirmer>>,
     /// The batcher of adds to cart, started on first use.
@@ -137,6 +139,7 @@ impl AppState {
             )),
             limiter: Arc::new(LoginLimiter::default()),
             product_cache: Arc::new(ProductCache::default()),
+            starter: Arc::new(std::sync::OnceLock::new()),
             placer: Arc::new(std::sync::OnceLock::new()),
             confirmer: Arc::new(std::sync::OnceLock::new()),
             cart_adder: Arc::new(std::sync::OnceLock::new()),

@@ -490,6 +490,7 @@ impl BatchUse {
         }
         BatchUse(vec![
             stats(&state.cart_adder),
+            stats(&state.starter),
             stats(&state.placer),
             stats(&state.confirmer),
         ])

@@ -68,7 +68,7 @@ static ADD_MANY_SQL: LazyLock<String> = LazyLock::new(|| {
                         EXISTS (SELECT 1 FROM line WHERE line.user_id = j.user_id) AS added,
                         {} AS live
                  FROM jobs j",
-                crate::pricing::store::live_json_sql(4)
+                crate::pricing::store::live_json_sql("$4")
             ),
             "SELECT product_id, quantity, added_at FROM carts.items
              WHERE user_id = base.cart_user AND product_id <> base.cart_product

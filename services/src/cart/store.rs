@@ -94,7 +94,7 @@ pub fn load_sql(extra: &str, items: Option<&str>) -> String {
     rows_sql(
         &format!(
             "SELECT {} AS live {extra}",
-            crate::pricing::store::live_json_sql(2)
+            crate::pricing::store::live_json_sql("$2")
         ),
         items,
         "",

@@ -1,7 +1,8 @@
-//! The checkout's writes shared by concurrent checkouts ([`crate::batch`]): one statement
-//! places (and holds the stock of) every one-line order waiting, one confirms every order
-//! waiting (payment, shipment, sale, order, history, cart, events). Jobs sharing a SKU (for
-//! placing also a customer) go to separate statements.
+//! The checkout's statements shared by concurrent checkouts ([`crate::batch`]): one reads
+//! the cart (with the order under the idempotency key, and the blocklist's word) of every
+//! checkout starting, one places (and holds the stock of) every one-line order waiting, one
+//! confirms every order waiting (payment, shipment, sale, order, history, cart, events).
+//! Jobs sharing a SKU (for placing also a customer) go to separate statements.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
@@ -12,7 +13,7 @@ use events::domain::inventory::InventoryAdjusted;
 use events::domain::orders::OrderPlaced;
 use ingest::outbox::OutboxRows;
 use sqlx::Row;
-use sqlx::postgres::PgConnection;
+use sqlx::postgres::{PgConnection, PgRow};
 use uuid::Uuid;
 
 use crate::batch::{Batcher, JobEvents, Work, column};
@@ -20,10 +21,83 @@ use crate::inventory::store as inventory;
 use crate::payments::store::PaymentRow;
 use crate::shipping::store::{CARRIER, ShipmentRow};
 
+/// The process's batcher of checkouts' opening reads.
+pub type Starter = Batcher<Start>;
 /// The process's confirmation batcher.
 pub type Confirmer = Batcher<Confirm>;
 /// The process's batcher of one-line orders' placing.
 pub type Placer = Batcher<Place>;
+
+/// One checkout's opening read: the cart of `customer_id` priced with `coupon` (a code as
+/// [`crate::pricing::store::coupon_code`] gives it), the order its `idempotency_key`
+/// already names, and whether the customer or the card (`fingerprint`) is blocked.
+pub struct StartJob {
+    pub customer_id: Uuid,
+    pub coupon: Option<String>,
+    pub idempotency_key: String,
+    pub fingerprint: Option<String>,
+}
+
+/// Reads the carts of the customers `$1` (coupon codes `$2`) as [`crate::cart::store::load_sql`]
+/// does, each row with its job's number (`job`, from 1), the order of each customer's
+/// idempotency key `$3` (`existing`) and whether the customer or the card fingerprint `$4`
+/// is on the fraud team's blocklist (`blocked`).
+static START_MANY_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH jobs AS (
+            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY
+              AS j(customer_id, coupon, idempotency_key, fingerprint, n))
+         {}",
+        crate::cart::store::rows_sql(
+            &format!(
+                "SELECT j.n AS job, j.customer_id AS cart_user, {} AS live,
+                        (SELECT id FROM orders.orders o
+                         WHERE o.customer_id = j.customer_id
+                           AND o.idempotency_key = j.idempotency_key) AS existing,
+                        EXISTS (SELECT 1 FROM streams.blocklist
+                                WHERE (kind = 'customer' AND value = j.customer_id::text)
+                                   OR (kind = 'card' AND value = j.fingerprint)) AS blocked
+                 FROM jobs j",
+                crate::pricing::store::live_json_sql("j.coupon")
+            ),
+            "SELECT product_id, quantity, added_at FROM carts.items WHERE user_id = base.cart_user",
+            "base.job,",
+        )
+    )
+});
+
+/// Checkouts' opening reads ([`START_MANY_SQL`]): each answers its rows, which
+/// [`crate::cart::store::Cart::from_rows`] reads with the job's coupon. Reads share
+/// nothing that needs keeping apart.
+pub struct Start;
+
+impl Work for Start {
+    const NAME: &'static str = "start";
+    type Job = StartJob;
+    type Out = Vec<PgRow>;
+
+    fn keys(_: &StartJob) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn sql() -> &'static str {
+        START_MANY_SQL.as_str()
+    }
+
+    async fn run(
+        conn: &mut PgConnection,
+        jobs: Vec<StartJob>,
+    ) -> Result<Vec<Vec<PgRow>>, sqlx::Error> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(Self::sql()))
+            .bind(column(&jobs, |j| j.customer_id))
+            .bind(column(&jobs, |j| j.coupon.as_deref()))
+            .bind(column(&jobs, |j| j.idempotency_key.as_str()))
+            .bind(column(&jobs, |j| j.fingerprint.as_deref()))
+            .fetch_all(&mut *conn)
+            .await?;
+        crate::batch::rows_by_job(rows, jobs.len())
+    }
+}
 
 /// One order's confirmation: its captured payment, its shipment, its events (the sale's
 /// `inventory.adjusted`, keyed by SKU, get the level the statement leaves) and its SKUs.

@@ -268,23 +268,40 @@ pub async fn checkout(
         .coupon
         .as_deref()
         .map(crate::pricing::store::coupon_code);
-    // One connection for the reads and the placing (each hand-over from the pool costs a
-    // round trip); it goes back before the gateway is asked.
-    let mut conn = app.pool.acquire().await?;
-    let rows = sqlx::query(sqlx::AssertSqlSafe(START_SQL.as_str()))
-        .bind(customer_id)
-        .bind(&code)
-        .bind(key)
-        .bind(customer_id.to_string())
-        .bind(card.as_ref().map(CardNumber::fingerprint))
-        .fetch_all(&mut *conn)
-        .await?;
+    // The read is shared with the other checkouts starting (crate::orders::batch). A read
+    // writes nothing, so when the shared one gave no answer it is asked again alone.
+    let fingerprint = card.as_ref().map(CardNumber::fingerprint);
+    let starter = app
+        .starter
+        .get_or_init(|| crate::orders::batch::Starter::start(app.pool.clone()));
+    let batched = starter
+        .submit(crate::orders::batch::StartJob {
+            customer_id,
+            coupon: code.clone(),
+            idempotency_key: key.to_owned(),
+            fingerprint: fingerprint.clone(),
+        })
+        .await;
+    let rows = match batched {
+        Ok(rows) => rows,
+        Err(_) => {
+            sqlx::query(sqlx::AssertSqlSafe(START_SQL.as_str()))
+                .bind(customer_id)
+                .bind(&code)
+                .bind(key)
+                .bind(customer_id.to_string())
+                .bind(&fingerprint)
+                .fetch_all(&app.pool)
+                .await?
+        }
+    };
     let first = rows
         .first()
         .ok_or_else(|| Problem::internal("the cart's read gave no row"))?;
     let (existing, blocked): (Option<Uuid>, bool) =
         (first.try_get("existing")?, first.try_get("blocked")?);
     if let Some(id) = existing {
+        let mut conn = app.pool.acquire().await?;
         let view = load_order(&mut conn, id)
             .await?
             .ok_or_else(|| Problem::internal("order vanished"))?;
@@ -430,9 +447,7 @@ pub async fn checkout(
     let reserved = match (&hold, lines.as_slice()) {
         (Some(hold), [line]) => {
             // With the other checkouts waiting (crate::orders::batch); alone when the database
-            // refused that batch (nothing of it was written). The connection goes back first:
-            // the batch has its own.
-            drop(conn);
+            // refused that batch (nothing of it was written).
             let placer = app
                 .placer
                 .get_or_init(|| crate::orders::batch::Placer::start(app.pool.clone()));
@@ -482,6 +497,8 @@ pub async fn checkout(
             }
         }
         _ => {
+            // One connection for the placing and the reservation's transaction.
+            let mut conn = app.pool.acquire().await?;
             let (placed, _) = placed_and_held(&place_alone()?.fetch_one(&mut *conn).await?)?;
             if !placed {
                 drop(conn);

@@ -32,15 +32,16 @@ impl Promotion {
     }
 }
 
-/// Live promotions (the automatic ones, plus the coupon's when `$coupon_param` names a live
-/// one) as one JSON array: a scalar subquery for a caller's statement, so that a cart reads
-/// its prices and promotions in one round trip. Bind the code as [`coupon_code`] gives it.
-pub fn live_json_sql(coupon_param: usize) -> String {
+/// Live promotions (the automatic ones, plus the coupon's when the SQL expression `coupon`
+/// names a live one) as one JSON array: a scalar subquery for a caller's statement, so that
+/// a cart reads its prices and promotions in one round trip. Bind the code as
+/// [`coupon_code`] gives it.
+pub fn live_json_sql(coupon: &str) -> String {
     format!(
         "(SELECT coalesce(json_agg(p ORDER BY p.id), '[]') FROM (
             SELECT id, name, kind, value, product_id, category, coupon_code FROM pricing.promotions
             WHERE active AND now() >= starts_at AND now() < ends_at
-              AND (coupon_code IS NULL OR coupon_code = ${coupon_param})) p)"
+              AND (coupon_code IS NULL OR coupon_code = {coupon})) p)"
     )
 }
 

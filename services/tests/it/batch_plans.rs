@@ -58,12 +58,17 @@ fn whole_table_reads(plan: &str) -> Vec<String> {
     whole
 }
 
-/// Checks `W`'s plan on a batcher's connection, and that the same statement planned on a
-/// default connection reads whole tables (else the settings would prove nothing here).
-async fn keyed_on_a_batcher_connection<W: Work>(pool: &PgPool) {
+/// Checks `W`'s plan on a batcher's connection.
+async fn keyed<W: Work>(pool: &PgPool) {
     let plan = generic_plan::<W>(pool, &SESSION).await;
     let whole = whole_table_reads(&plan);
     assert!(whole.is_empty(), "{}: {whole:?} in\n{plan}", W::NAME);
+}
+
+/// Checks `W`'s plan on a batcher's connection, and that the same statement planned on a
+/// default connection reads whole tables (else the settings would prove nothing here).
+async fn keyed_on_a_batcher_connection<W: Work>(pool: &PgPool) {
+    keyed::<W>(pool).await;
     let default = generic_plan::<W>(pool, &[("plan_cache_mode", "force_generic_plan")]).await;
     assert!(
         !whole_table_reads(&default).is_empty(),
@@ -87,6 +92,8 @@ async fn shared_statements_read_tables_by_key_on_a_batcher_connection(pool: PgPo
     .await
     .unwrap();
     keyed_on_a_batcher_connection::<services::cart::batch::Add>(&app.pool).await;
+    // The checkout's read is keyed on a default connection too.
+    keyed::<services::orders::batch::Start>(&app.pool).await;
     keyed_on_a_batcher_connection::<services::orders::batch::Place>(&app.pool).await;
     keyed_on_a_batcher_connection::<services::orders::batch::Confirm>(&app.pool).await;
 }

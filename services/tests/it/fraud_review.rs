@@ -207,4 +207,30 @@ async fn analysts_filter_inspect_and_decide_alerts(pool: PgPool) {
         app.count("SELECT count(*) FROM orders.orders").await,
         orders_before
     );
+
+    // A blocked card is refused whoever pays with it; another card of that customer is not
+    // (the checkout goes on, to find the cart empty).
+    let (_, other_token) = app.quick_user("customer").await;
+    let card = "4111 1111 1111 1111";
+    let fingerprint = services::payments::card::CardNumber::parse(card)
+        .unwrap()
+        .fingerprint();
+    sqlx::query("INSERT INTO streams.blocklist (kind, value, reason) VALUES ('card', $1, 'test')")
+        .bind(&fingerprint)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let r = app
+        .checkout(
+            &other_token,
+            "k1",
+            &json!({"card_number": card, "billing_country": "DE", "shipping_country": "DE"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.json);
+    let r = app
+        .checkout(&other_token, "k2", &json!({"card_number": "4242 4242 4242 4242", "billing_country": "DE", "shipping_country": "DE"}))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.json);
+    assert!(r.json.to_string().contains("cart is empty"), "{}", r.json);
 }
