@@ -177,6 +177,18 @@ impl<W: Work> Batcher<W> {
         answer.await.map_err(|_| Unbatched::Unknown)?
     }
 
+    /// Writes the job with the others waiting on the process's batcher in `cell`, started
+    /// on first use on the database of `pool`.
+    pub async fn submit_to(
+        cell: &std::sync::OnceLock<Batcher<W>>,
+        pool: &PgPool,
+        job: W::Job,
+    ) -> Result<W::Out, Unbatched> {
+        cell.get_or_init(|| Batcher::start(pool.clone()))
+            .submit(job)
+            .await
+    }
+
     /// What it has done so far.
     pub fn stats(&self) -> BatchStats {
         let c = &self.counters;

@@ -145,17 +145,17 @@ async fn add_item(
     };
     // With the other adds waiting (crate::cart::batch); alone when the database refused
     // that batch (nothing of it was written).
-    let adder = app
-        .cart_adder
-        .get_or_init(|| Adder::start(app.pool.clone()));
-    let batched = adder
-        .submit(AddJob {
+    let batched = Adder::submit_to(
+        &app.cart_adder,
+        &app.pool,
+        AddJob {
             user_id: user.user_id,
             product_id: req.product_id,
             quantity: quantity.get() as i32,
             events: events()?,
-        })
-        .await;
+        },
+    )
+    .await;
     let cart = match batched {
         Ok(cart) => cart?,
         Err(Unbatched::Refused) => {

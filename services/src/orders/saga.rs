@@ -271,17 +271,17 @@ pub async fn checkout(
     // The read is shared with the other checkouts starting (crate::orders::batch). A read
     // writes nothing, so when the shared one gave no answer it is asked again alone.
     let fingerprint = card.as_ref().map(CardNumber::fingerprint);
-    let starter = app
-        .starter
-        .get_or_init(|| crate::orders::batch::Starter::start(app.pool.clone()));
-    let batched = starter
-        .submit(crate::orders::batch::StartJob {
+    let batched = crate::orders::batch::Starter::submit_to(
+        &app.starter,
+        &app.pool,
+        crate::orders::batch::StartJob {
             customer_id,
             coupon: code.clone(),
             idempotency_key: key.to_owned(),
             fingerprint: fingerprint.clone(),
-        })
-        .await;
+        },
+    )
+    .await;
     let rows = match batched {
         Ok(rows) => rows,
         Err(_) => {
@@ -448,11 +448,10 @@ pub async fn checkout(
         (Some(hold), [line]) => {
             // With the other checkouts waiting (crate::orders::batch); alone when the database
             // refused that batch (nothing of it was written).
-            let placer = app
-                .placer
-                .get_or_init(|| crate::orders::batch::Placer::start(app.pool.clone()));
-            let batched = placer
-                .submit(crate::orders::batch::PlaceJob {
+            let batched = crate::orders::batch::Placer::submit_to(
+                &app.placer,
+                &app.pool,
+                crate::orders::batch::PlaceJob {
                     order_id,
                     customer_id,
                     idempotency_key: key.to_owned(),
@@ -471,8 +470,9 @@ pub async fn checkout(
                     hold_id: hold.id,
                     expires_at: hold.expires_at,
                     events: place_events()?,
-                })
-                .await;
+                },
+            )
+            .await;
             let (placed, held) = match batched {
                 Ok(p) => (p.placed, p.held),
                 Err(Unbatched::Unknown) => {
@@ -617,17 +617,17 @@ pub async fn checkout(
     };
     // With the other checkouts waiting (crate::orders::batch); alone when the database
     // refused that batch (nothing of it was written).
-    let confirmer = app
-        .confirmer
-        .get_or_init(|| crate::orders::batch::Confirmer::start(app.pool.clone()));
-    let batched = confirmer
-        .submit(crate::orders::batch::ConfirmJob {
+    let batched = crate::orders::batch::Confirmer::submit_to(
+        &app.confirmer,
+        &app.pool,
+        crate::orders::batch::ConfirmJob {
             payment: payment.captured_row(),
             shipment: shipment.row(),
             events: confirm_events()?,
             skus: wanted.iter().map(|(s, _)| s.as_str().to_owned()).collect(),
-        })
-        .await;
+        },
+    )
+    .await;
     let mut attempt = 0;
     let confirmed = loop {
         match batched {
