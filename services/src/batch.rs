@@ -9,8 +9,8 @@
 //! deadlock) wrote nothing: each of its jobs is answered [`Unbatched::Refused`] and then runs
 //! alone through its single statement, getting its own answer. A statement whose outcome is
 //! unknown (the connection failed, or its answer could not be read) is never run again:
-//! [`Unbatched::Unknown`]. The kinds: the checkout's placing and confirmation
-//! (`orders::batch`) and the add to cart (`cart::batch`).
+//! [`Unbatched::Unknown`]. The kinds: the checkout's opening read, placing and
+//! confirmation (`orders::batch`) and the add to cart (`cart::batch`).
 
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;

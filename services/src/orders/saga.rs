@@ -18,8 +18,8 @@ use sqlx::{Connection, PgConnection, Row};
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::batch::Unbatched;
-use crate::cart::{self, store::Cart};
+use crate::batch::{Unbatched, Work};
+use crate::cart::store::Cart;
 use crate::http::{FieldError, Problem};
 use crate::inventory::store::{self as inventory, Hold, InventoryError};
 use crate::payments::card::CardNumber;
@@ -29,17 +29,6 @@ use crate::shipping::store::{self as shipping, NewShipment, ShippingError};
 const SOURCE: &str = "/shopstream/orders";
 /// How long stock stays reserved for an unfinished checkout.
 pub const RESERVATION_TTL: Duration = Duration::from_secs(15 * 60);
-
-/// The buyer's cart (`$1` customer, `$2` coupon code), with the order an idempotency key
-/// (`$3`) already names and whether the customer (`$4`) or card fingerprint (`$5`) is blocked.
-static START_SQL: LazyLock<String> = LazyLock::new(|| {
-    cart::store::load_sql(
-        ", (SELECT id FROM orders.orders WHERE customer_id = $1 AND idempotency_key = $3) AS existing,
-           EXISTS (SELECT 1 FROM streams.blocklist
-                   WHERE (kind = 'customer' AND value = $4) OR (kind = 'card' AND value = $5)) AS blocked",
-        None,
-    )
-});
 
 /// The order, its lines and history (`$1`..`$15`) for [`PLACE_SQL`] and [`PLACE_AND_HOLD_SQL`].
 const PLACED: &str = "placed AS (
@@ -269,30 +258,23 @@ pub async fn checkout(
         .as_deref()
         .map(crate::pricing::store::coupon_code);
     // The read is shared with the other checkouts starting (crate::orders::batch). A read
-    // writes nothing, so when the shared one gave no answer it is asked again alone.
-    let fingerprint = card.as_ref().map(CardNumber::fingerprint);
-    let batched = crate::orders::batch::Starter::submit_to(
-        &app.starter,
-        &app.pool,
-        crate::orders::batch::StartJob {
-            customer_id,
-            coupon: code.clone(),
-            idempotency_key: key.to_owned(),
-            fingerprint: fingerprint.clone(),
-        },
-    )
-    .await;
+    // writes nothing, so when the shared one gave no answer the same statement is run again
+    // for this checkout alone.
+    let start = || crate::orders::batch::StartJob {
+        customer_id,
+        coupon: code.clone(),
+        idempotency_key: key.to_owned(),
+        fingerprint: card.as_ref().map(CardNumber::fingerprint),
+    };
+    let batched = crate::orders::batch::Starter::submit_to(&app.starter, &app.pool, start()).await;
     let rows = match batched {
         Ok(rows) => rows,
         Err(_) => {
-            sqlx::query(sqlx::AssertSqlSafe(START_SQL.as_str()))
-                .bind(customer_id)
-                .bind(&code)
-                .bind(key)
-                .bind(customer_id.to_string())
-                .bind(&fingerprint)
-                .fetch_all(&app.pool)
+            let mut conn = app.pool.acquire().await?;
+            crate::orders::batch::Start::run(&mut conn, vec![start()])
                 .await?
+                .pop()
+                .unwrap_or_default()
         }
     };
     let first = rows
